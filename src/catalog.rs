@@ -1,0 +1,239 @@
+//! The validated runtime model: areas, systems, targets and their checks. Built by
+//! [`crate::config::load`], immutable, shared as `Arc<Catalog>` and replaced whole on reload.
+//! No serde type reaches past this point.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::probe::{Kind, Probe};
+
+/// Labels every per-check series has, before the area levels and the targets' own labels.
+pub const FIXED_LABELS: [&str; 6] = ["target", "check", "kind", "area", "area_path", "system"];
+
+/// Label names iocwatch sets itself on some series; config labels may not reuse them.
+pub const RESERVED_LABELS: [&str; 11] = [
+    "target",
+    "check",
+    "kind",
+    "area",
+    "area_path",
+    "system",
+    "reason",
+    "phase",
+    "stat",
+    "state",
+    "job",
+];
+
+pub struct Catalog {
+    pub settings: Settings,
+    pub areas: AreaTree,
+    pub systems: Vec<System>,
+    pub targets: Vec<Target>,
+    pub schema: LabelSchema,
+    /// Every file read to build this catalog.
+    pub sources: Vec<std::path::PathBuf>,
+    /// Directories whose changes may change the catalog (files read, include and file_sd globs).
+    pub watch_dirs: Vec<std::path::PathBuf>,
+    by_key: HashMap<CheckKey, (usize, usize)>,
+}
+
+impl Catalog {
+    pub(crate) fn new(
+        settings: Settings,
+        areas: AreaTree,
+        systems: Vec<System>,
+        targets: Vec<Target>,
+        schema: LabelSchema,
+        sources: Vec<std::path::PathBuf>,
+        watch_dirs: Vec<std::path::PathBuf>,
+    ) -> Catalog {
+        let by_key = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(t, target)| {
+                target
+                    .checks
+                    .iter()
+                    .enumerate()
+                    .map(move |(c, check)| (check.key.clone(), (t, c)))
+            })
+            .collect();
+        Catalog {
+            settings,
+            areas,
+            systems,
+            targets,
+            schema,
+            sources,
+            watch_dirs,
+            by_key,
+        }
+    }
+
+    pub fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.targets.iter().flat_map(|t| t.checks.iter())
+    }
+
+    /// Finds a check and its target by key.
+    pub fn check(&self, key: &CheckKey) -> Option<(&Target, &Check)> {
+        let &(t, c) = self.by_key.get(key)?;
+        let target = &self.targets[t];
+        Some((target, &target.checks[c]))
+    }
+
+    pub fn target_index(&self, key: &CheckKey) -> Option<usize> {
+        self.by_key.get(key).map(|&(t, _)| t)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Vec<SocketAddr>,
+    pub max_concurrency: BTreeMap<Kind, usize>,
+}
+
+/// The default port: the 9100–9999 range is taken on the Prometheus port registry,
+/// so new exporters start at 10000.
+pub const DEFAULT_PORT: u16 = 10090;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))],
+            max_concurrency: BTreeMap::from([
+                (Kind::Icmp, 2000),
+                (Kind::Tcp, 1000),
+                (Kind::Http, 256),
+            ]),
+        }
+    }
+}
+
+/// Identifies a check across reloads: target id and check name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckKey {
+    pub target: Arc<str>,
+    pub check: Arc<str>,
+}
+
+pub struct Target {
+    pub id: Arc<str>,
+    pub name: Option<String>,
+    pub area: AreaId,
+    pub address: Option<String>,
+    pub system: Option<usize>,
+    pub labels: BTreeMap<String, String>,
+    pub depends_on: Vec<Arc<str>>,
+    pub checks: Vec<Check>,
+}
+
+pub struct Check {
+    pub key: CheckKey,
+    pub kind: Kind,
+    pub probe: Arc<Probe>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Hash of everything that decides how the probe runs: an unchanged fingerprint across a
+    /// reload keeps the running schedule.
+    pub fingerprint: u64,
+    /// Values for [`LabelSchema::names`], in order.
+    pub label_values: Arc<[String]>,
+}
+
+/// The label names of per-check series for this catalog: fixed ones, then one per area
+/// level in use, then the union of the targets' own label names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelSchema {
+    pub levels: Vec<String>,
+    pub target_labels: Vec<String>,
+}
+
+impl LabelSchema {
+    pub fn names(&self) -> Vec<&str> {
+        FIXED_LABELS
+            .iter()
+            .copied()
+            .chain(self.levels.iter().map(String::as_str))
+            .chain(self.target_labels.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+pub type AreaId = usize;
+
+#[derive(Debug, Clone)]
+pub struct Area {
+    pub code: String,
+    pub name: String,
+    pub kind: Option<String>,
+    pub level: Option<String>,
+    pub parent: Option<AreaId>,
+    pub children: Vec<AreaId>,
+    pub geo: Option<(f64, f64)>,
+    pub aliases: Vec<String>,
+    pub former_units: Vec<String>,
+}
+
+/// The area tree, any depth; nodes in an arena, parents before children.
+#[derive(Debug, Clone, Default)]
+pub struct AreaTree {
+    nodes: Vec<Area>,
+    by_code: HashMap<String, AreaId>,
+}
+
+impl AreaTree {
+    pub(crate) fn from_nodes(nodes: Vec<Area>) -> AreaTree {
+        let by_code = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.code.clone(), i))
+            .collect();
+        AreaTree { nodes, by_code }
+    }
+
+    pub fn get(&self, id: AreaId) -> &Area {
+        &self.nodes[id]
+    }
+
+    pub fn find(&self, code: &str) -> Option<AreaId> {
+        self.by_code.get(code).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (AreaId, &Area)> {
+        self.nodes.iter().enumerate()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The area and its ancestors, nearest first.
+    pub fn ancestors(&self, id: AreaId) -> impl Iterator<Item = AreaId> + '_ {
+        std::iter::successors(Some(id), |&a| self.nodes[a].parent)
+    }
+
+    /// Codes from the root down to the area, joined by `/`: `15/02947`. Lets PromQL select a
+    /// subtree at any depth with `area_path=~"15/.*"`.
+    pub fn path(&self, id: AreaId) -> String {
+        let mut codes: Vec<&str> = self
+            .ancestors(id)
+            .map(|a| self.nodes[a].code.as_str())
+            .collect();
+        codes.reverse();
+        codes.join("/")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct System {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+}

@@ -1,0 +1,113 @@
+//! Loading the YAML config: main file → included files → file_sd files → validated
+//! [`Catalog`]. Every error names file, line, column and what was expected, and all errors of
+//! a load are reported together.
+
+mod duration;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use duration::{format as format_duration, parse as parse_duration, PromDuration};
+pub use serde_saphyr::{Location, Spanned};
+
+use crate::catalog::Catalog;
+
+/// The config file read when none is given.
+pub const DEFAULT_PATH: &str = "config/iocwatch.yaml";
+
+/// A problem found while building a probe or other typed value from its config;
+/// the loader adds the file, and the enclosing item's location when `at` is unknown.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    pub at: Option<Location>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn at(at: Location, message: String) -> FieldError {
+        let at = (at != Location::UNKNOWN).then_some(at);
+        FieldError { at, message }
+    }
+
+    pub fn unlocated(message: String) -> FieldError {
+        FieldError { at: None, message }
+    }
+}
+
+/// One error in one file, with its position (1-based; 0 when the file as a whole is meant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every error found in one load, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the main file and everything it includes, and validates the whole.
+pub fn load(path: &Path) -> Result<Catalog, ConfigErrors> {
+    validate::Loader::default().load(path)
+}
+
+/// Parses YAML text into a serde type, with the error positioned in `file`.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let location = e.location().unwrap_or(Location::UNKNOWN);
+        ConfigError {
+            file: file.to_owned(),
+            line: location.line(),
+            column: location.column(),
+            message: strip_position(&e.to_string()),
+        }
+    })
+}
+
+/// serde-saphyr's message starts with `error: line L column C: `; we print the position
+/// ourselves in the `file:line:col` form compilers use.
+fn strip_position(message: &str) -> String {
+    let first_line = message.lines().next().unwrap_or(message);
+    let rest = first_line.strip_prefix("error: ").unwrap_or(first_line);
+    match rest.strip_prefix("line ") {
+        Some(after) => after
+            .split_once(": ")
+            .map(|(_, msg)| msg.to_owned())
+            .unwrap_or_else(|| rest.to_owned()),
+        None => rest.to_owned(),
+    }
+}

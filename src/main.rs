@@ -1,0 +1,296 @@
+//! Command line: parses flags, sets up logging and exit codes, and calls into the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use iocwatch::probe::{CheckConfig, Detail, Probe, ProbeContext};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for an invalid config (EX_USAGE-like, as sysexits' 64).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "iocwatch",
+    version,
+    about = "Monitoring agent for provincial operations centres"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Main config file.
+    #[arg(short = 'c', long = "config", visible_alias = "config.file", global = true, default_value = iocwatch::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Check the config and exit (same as `check-config`).
+    #[arg(long = "config.check", global = true)]
+    config_check: bool,
+    /// Address to listen on (repeatable); overrides `global.listen`.
+    #[arg(long = "listen", visible_alias = "web.listen-address", global = true)]
+    listen: Vec<SocketAddr>,
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", global = true, default_value = "/metrics")]
+    telemetry_path: String,
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    log_level: LogLevel,
+    #[arg(long = "log.format", global = true, default_value = "logfmt")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the config; list every error with file:line:column.
+    CheckConfig,
+    /// Run one probe now and print what it measured.
+    Probe {
+        kind: ProbeKind,
+        /// Host or IP for icmp, HOST:PORT for tcp, a URL for http.
+        target: String,
+        /// How long the probe may take.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProbeKind {
+    Icmp,
+    Tcp,
+    Http,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    iocwatch::config::parse_duration(text)
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Logfmt => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.config_check {
+        return check_config(&cli.config);
+    }
+    match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Run => runtime.block_on(run(&cli)),
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Probe {
+            kind,
+            target,
+            timeout,
+        } => runtime.block_on(probe_once(*kind, target, *timeout)),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match iocwatch::config::load(path) {
+        Ok(catalog) => {
+            println!(
+                "{}: ok ({} areas, {} systems, {} targets, {} checks, {} files)",
+                path.display(),
+                catalog.areas.len(),
+                catalog.systems.len(),
+                catalog.targets.len(),
+                catalog.checks().count(),
+                catalog.sources.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("{error}");
+            }
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let mut options = iocwatch::Options::new(&cli.config);
+    options.listen = (!cli.listen.is_empty()).then(|| cli.listen.clone());
+    options.telemetry_path = cli.telemetry_path.clone();
+    let agent = match iocwatch::start(options, shutdown.clone()).await {
+        Ok(agent) => agent,
+        Err(iocwatch::AppError::Config(errors)) => {
+            for error in &errors.0 {
+                eprintln!("{error}");
+            }
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(cancel_on_signal(shutdown));
+    agent.wait().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+/// Builds the check the same way the config loader does, from a one-line YAML (JSON) mapping.
+fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<String>), String> {
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let (yaml, address) = match kind {
+        ProbeKind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
+        ProbeKind::Tcp => {
+            let (host, port) = target
+                .rsplit_once(':')
+                .ok_or_else(|| format!("tcp target {target:?}: expected HOST:PORT"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid port in {target:?}"))?;
+            (
+                format!("{{\"tcp\": {{\"port\": {port}}}}}"),
+                Some(host.to_owned()),
+            )
+        }
+        ProbeKind::Http => (
+            format!("{{\"http\": {{\"url\": {}}}}}", quoted(target)),
+            None,
+        ),
+    };
+    let config: CheckConfig = serde_saphyr::from_str(&yaml).map_err(|e| e.to_string())?;
+    Ok((config, address))
+}
+
+async fn probe_once(kind: ProbeKind, target: &str, timeout: Duration) -> ExitCode {
+    let probe = probe_config(kind, target).and_then(|(config, address)| {
+        Probe::build(&config, address.as_deref()).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    });
+    let probe = match probe {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let ctx = ProbeContext::new();
+    let outcome = probe.run(&ctx, tokio::time::Instant::now() + timeout).await;
+    let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
+    match outcome.failure {
+        None => println!("{} {target}: ok in {}", probe.kind(), ms(outcome.duration)),
+        Some(reason) => println!(
+            "{} {target}: FAILED ({reason}) after {}",
+            probe.kind(),
+            ms(outcome.duration)
+        ),
+    }
+    match &outcome.detail {
+        Detail::None => {}
+        Detail::Icmp(stats) => {
+            println!(
+                "  sent {}, received {}, loss {:.0}%",
+                stats.sent,
+                stats.received(),
+                stats.loss_ratio() * 100.0
+            );
+            if let (Some(min), Some(avg), Some(max), Some(sd)) = (
+                stats.min(),
+                stats.avg(),
+                stats.max(),
+                stats.stddev_seconds(),
+            ) {
+                println!(
+                    "  rtt min/avg/max/stddev = {}/{}/{}/{:.3} ms",
+                    ms(min),
+                    ms(avg),
+                    ms(max),
+                    sd * 1000.0
+                );
+            }
+        }
+        Detail::Tcp { connect } => println!("  connect {}", ms(*connect)),
+        Detail::Http(http) => {
+            println!(
+                "  status {}, {:?}, {} bytes, {} redirect(s)",
+                http.status, http.version, http.body_bytes, http.redirects
+            );
+            for (phase, d) in http.phases.named() {
+                println!("  {phase:<10} {}", ms(d));
+            }
+            if let Some(not_after) = http.cert_not_after {
+                let left = not_after
+                    .duration_since(std::time::SystemTime::now())
+                    .map(|d| format!("{} days left", d.as_secs() / 86_400))
+                    .unwrap_or_else(|_| "EXPIRED".to_owned());
+                println!("  certificate valid until {not_after:?} ({left})");
+            }
+        }
+    }
+    if outcome.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,402 @@
+//! ICMP echo: N echo requests per round over one shared socket per address family.
+//!
+//! Raw sockets need CAP_NET_RAW; without it surge-ping falls back to the kernel's unprivileged
+//! datagram ping sockets (allowed when `net.ipv4.ping_group_range` covers our group). If neither
+//! works the ICMP checks report `icmp_unavailable` and every other probe keeps running.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use surge_ping::{Client, Config, PingIdentifier, PingSequence, SurgeError, ICMP};
+use tokio::time::Instant;
+
+use super::{resolve_one, Detail, FailureReason, IpFamily};
+use crate::config::{FieldError, PromDuration};
+
+const MAX_COUNT: u16 = 100;
+const MAX_PAYLOAD: u16 = 1400;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpConfig {
+    /// Name of the check within its target; defaults to `icmp`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Echo requests per round.
+    #[serde(default = "default_count")]
+    pub count: u16,
+    /// Time between the echo requests of one round.
+    #[serde(default = "default_spacing")]
+    pub spacing: PromDuration,
+    /// Bytes of payload in each echo request.
+    #[serde(default = "default_payload")]
+    pub payload_bytes: u16,
+    /// Restrict name resolution to one family.
+    #[serde(default)]
+    pub ip_family: Option<IpFamily>,
+}
+
+fn default_count() -> u16 {
+    3
+}
+fn default_spacing() -> PromDuration {
+    PromDuration(Duration::from_millis(200))
+}
+fn default_payload() -> u16 {
+    56
+}
+
+/// A validated ICMP check.
+#[derive(Debug)]
+pub struct IcmpProbe {
+    host: String,
+    count: u16,
+    spacing: Duration,
+    payload_bytes: u16,
+    ip_family: Option<IpFamily>,
+}
+
+impl IcmpProbe {
+    pub fn new(config: &IcmpConfig, address: Option<&str>) -> Result<IcmpProbe, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if config.count == 0 || config.count > MAX_COUNT {
+            errors.push(FieldError::unlocated(format!(
+                "icmp count must be between 1 and {MAX_COUNT}, got {}",
+                config.count
+            )));
+        }
+        if config.payload_bytes > MAX_PAYLOAD {
+            errors.push(FieldError::unlocated(format!(
+                "icmp payload_bytes must be at most {MAX_PAYLOAD}, got {}",
+                config.payload_bytes
+            )));
+        }
+        let Some(host) = address else {
+            errors.push(FieldError::unlocated(
+                "icmp check needs the target's `address`".to_owned(),
+            ));
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(IcmpProbe {
+            host: host.to_owned(),
+            count: config.count,
+            spacing: config.spacing.0,
+            payload_bytes: config.payload_bytes,
+            ip_family: config.ip_family,
+        })
+    }
+
+    /// The time a round needs at the least: the spacing between its echoes.
+    pub fn min_round_time(&self) -> Duration {
+        self.spacing * u32::from(self.count.saturating_sub(1))
+    }
+
+    pub async fn run(
+        &self,
+        clients: &IcmpClients,
+        deadline: Instant,
+    ) -> (Option<FailureReason>, Detail) {
+        let ip = match self.host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => match resolve_one(&self.host, 0, self.ip_family).await {
+                Ok(addr) => addr.ip(),
+                Err(reason) => return (Some(reason), Detail::None),
+            },
+        };
+        let Some(client) = clients.for_ip(ip) else {
+            return (Some(FailureReason::IcmpUnavailable), Detail::None);
+        };
+        let payload = vec![0u8; usize::from(self.payload_bytes)];
+        let ident = PingIdentifier(next_id(&IDENTS));
+        let first_send = Instant::now();
+
+        // Echoes of one round go out `spacing` apart and are awaited together, so a lost
+        // reply does not delay the next request.
+        let echoes = (0..self.count).map(|i| {
+            let payload = &payload;
+            async move {
+                let send_at = first_send + self.spacing * u32::from(i);
+                tokio::time::sleep_until(send_at).await;
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    return Echo::NotSent;
+                }
+                let mut pinger = client.pinger(ip, ident).await;
+                pinger.timeout(wait);
+                match pinger
+                    .ping(PingSequence(next_id(&SEQUENCES)), payload)
+                    .await
+                {
+                    Ok((_, rtt)) => Echo::Reply(rtt),
+                    Err(SurgeError::Timeout { .. }) => Echo::Lost,
+                    Err(SurgeError::NetworkError) => Echo::Unreachable,
+                    Err(SurgeError::IOError(e)) => Echo::Failed(FailureReason::from_io(&e)),
+                    Err(_) => Echo::Failed(FailureReason::Io),
+                }
+            }
+        });
+        let results = futures_util::future::join_all(echoes).await;
+
+        let mut stats = IcmpStats::default();
+        let mut failure = None;
+        for echo in results {
+            match echo {
+                Echo::NotSent => {}
+                Echo::Reply(rtt) => {
+                    stats.sent += 1;
+                    stats.rtts.push(rtt);
+                }
+                Echo::Lost => stats.sent += 1,
+                Echo::Unreachable => {
+                    stats.sent += 1;
+                    failure = Some(FailureReason::Unreachable);
+                }
+                Echo::Failed(reason) => failure = failure.or(Some(reason)),
+            }
+        }
+        let failure = if stats.received() > 0 {
+            None
+        } else {
+            Some(failure.unwrap_or(FailureReason::Timeout))
+        };
+        (failure, Detail::Icmp(stats))
+    }
+}
+
+enum Echo {
+    NotSent,
+    Reply(Duration),
+    Lost,
+    Unreachable,
+    Failed(FailureReason),
+}
+
+static IDENTS: AtomicU16 = AtomicU16::new(1);
+static SEQUENCES: AtomicU16 = AtomicU16::new(1);
+
+/// Identifiers and sequence numbers are unique across the whole agent (mod 2^16), so that
+/// concurrent rounds to the same host never wait on each other's replies. On datagram sockets
+/// the kernel rewrites the identifier, which makes the sequence the only key.
+fn next_id(counter: &AtomicU16) -> u16 {
+    counter.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What one round measured.
+#[derive(Debug, Clone, Default)]
+pub struct IcmpStats {
+    pub sent: u32,
+    pub rtts: Vec<Duration>,
+}
+
+impl IcmpStats {
+    pub fn received(&self) -> u32 {
+        u32::try_from(self.rtts.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn loss_ratio(&self) -> f64 {
+        if self.sent == 0 {
+            return 1.0;
+        }
+        1.0 - f64::from(self.received()) / f64::from(self.sent)
+    }
+
+    pub fn min(&self) -> Option<Duration> {
+        self.rtts.iter().min().copied()
+    }
+
+    pub fn max(&self) -> Option<Duration> {
+        self.rtts.iter().max().copied()
+    }
+
+    pub fn avg(&self) -> Option<Duration> {
+        let n = u32::try_from(self.rtts.len()).ok().filter(|n| *n > 0)?;
+        Some(self.rtts.iter().sum::<Duration>() / n)
+    }
+
+    /// Population standard deviation of the round-trip times, in seconds.
+    pub fn stddev_seconds(&self) -> Option<f64> {
+        let avg = self.avg()?.as_secs_f64();
+        let n = self.rtts.len() as f64;
+        let var = self
+            .rtts
+            .iter()
+            .map(|r| (r.as_secs_f64() - avg).powi(2))
+            .sum::<f64>()
+            / n;
+        Some(var.sqrt())
+    }
+}
+
+/// One ICMP client per address family, shared by every ICMP check.
+pub struct IcmpClients {
+    v4: Option<Client>,
+    v6: Option<Client>,
+    /// How the sockets were opened, for the start-up message and the `iocwatch_icmp_socket` metric.
+    pub mode_v4: SocketMode,
+    pub mode_v6: SocketMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMode {
+    Raw,
+    Datagram,
+    Unavailable,
+}
+
+impl SocketMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketMode::Raw => "raw",
+            SocketMode::Datagram => "datagram",
+            SocketMode::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl IcmpClients {
+    /// Opens the sockets; must run inside the tokio runtime. Never fails: a family that
+    /// cannot be opened is logged once, with what to do about it, and reported per probe.
+    pub fn open() -> IcmpClients {
+        let (v4, mode_v4) = open_family(ICMP::V4);
+        let (v6, mode_v6) = open_family(ICMP::V6);
+        IcmpClients {
+            v4,
+            v6,
+            mode_v4,
+            mode_v6,
+        }
+    }
+
+    fn for_ip(&self, ip: IpAddr) -> Option<&Client> {
+        match ip {
+            IpAddr::V4(_) => self.v4.as_ref(),
+            IpAddr::V6(_) => self.v6.as_ref(),
+        }
+    }
+}
+
+fn open_family(kind: ICMP) -> (Option<Client>, SocketMode) {
+    let family = if kind == ICMP::V4 { "IPv4" } else { "IPv6" };
+    // Ask for a raw socket first (exact identifiers, works as root or with CAP_NET_RAW);
+    // surge-ping falls back to a datagram ping socket on its own when that is refused.
+    let config = Config::builder()
+        .kind(kind)
+        .sock_type_hint(socket2::Type::RAW)
+        .build();
+    match Client::new(&config) {
+        Ok(client) => {
+            let mode = if client.get_socket().get_type() == socket2::Type::RAW {
+                SocketMode::Raw
+            } else {
+                tracing::warn!(
+                    family,
+                    "no CAP_NET_RAW: ICMP uses unprivileged datagram ping sockets; grant it with \
+                     `setcap cap_net_raw+ep $(which iocwatch)` or systemd AmbientCapabilities=CAP_NET_RAW"
+                );
+                SocketMode::Datagram
+            };
+            (Some(client), mode)
+        }
+        Err(error) => {
+            tracing::error!(
+                family,
+                %error,
+                "cannot open an ICMP socket: ICMP checks will fail with reason icmp_unavailable, \
+                 other checks keep running. Run with CAP_NET_RAW (`setcap cap_net_raw+ep \
+                 $(which iocwatch)` or systemd AmbientCapabilities=CAP_NET_RAW), or allow \
+                 unprivileged ping with sysctl net.ipv4.ping_group_range=\"0 2147483647\""
+            );
+            (None, SocketMode::Unavailable)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(host: &str, count: u16) -> IcmpProbe {
+        let config = IcmpConfig {
+            name: None,
+            count,
+            spacing: PromDuration(Duration::from_millis(10)),
+            payload_bytes: 56,
+            ip_family: None,
+        };
+        IcmpProbe::new(&config, Some(host)).expect("valid config")
+    }
+
+    #[tokio::test]
+    async fn loopback_answers_every_echo() {
+        let clients = IcmpClients::open();
+        // Every address in 127.0.0.0/8 answers on Linux.
+        let p = probe("127.0.0.9", 4);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (failure, detail) = p.run(&clients, deadline).await;
+        assert_eq!(failure, None);
+        let Detail::Icmp(stats) = detail else {
+            panic!("expected icmp detail, got {detail:?}")
+        };
+        assert_eq!(stats.sent, 4);
+        assert_eq!(stats.received(), 4);
+        assert_eq!(stats.loss_ratio(), 0.0);
+        let (min, max) = (stats.min().expect("min"), stats.max().expect("max"));
+        assert!(min <= stats.avg().expect("avg") && stats.avg().expect("avg") <= max);
+        assert!(stats.stddev_seconds().expect("stddev") >= 0.0);
+    }
+
+    #[tokio::test]
+    async fn ipv6_loopback_answers() {
+        let clients = IcmpClients::open();
+        let (failure, detail) = probe("::1", 2)
+            .run(&clients, Instant::now() + Duration::from_secs(2))
+            .await;
+        assert_eq!(failure, None, "{detail:?}");
+    }
+
+    #[tokio::test]
+    async fn names_are_resolved_before_pinging() {
+        let clients = IcmpClients::open();
+        // "localhost" comes from /etc/hosts: no query leaves the machine.
+        let mut named = probe("localhost", 1);
+        named.ip_family = Some(IpFamily::V4);
+        let (failure, detail) = named
+            .run(&clients, Instant::now() + Duration::from_secs(2))
+            .await;
+        assert_eq!(failure, None, "{detail:?}");
+    }
+
+    #[test]
+    fn config_limits_are_enforced() {
+        let mut config = IcmpConfig {
+            name: None,
+            count: 0,
+            spacing: default_spacing(),
+            payload_bytes: 5000,
+            ip_family: None,
+        };
+        let errors = IcmpProbe::new(&config, Some("127.0.0.1")).expect_err("invalid");
+        assert_eq!(errors.len(), 2);
+        config.count = 3;
+        config.payload_bytes = 56;
+        let errors = IcmpProbe::new(&config, None).expect_err("no address");
+        assert!(errors[0].message.contains("address"));
+    }
+
+    #[test]
+    fn stats_of_a_round() {
+        let stats = IcmpStats {
+            sent: 4,
+            rtts: vec![Duration::from_millis(10), Duration::from_millis(30)],
+        };
+        assert_eq!(stats.loss_ratio(), 0.5);
+        assert_eq!(stats.avg(), Some(Duration::from_millis(20)));
+        let sd = stats.stddev_seconds().expect("two samples");
+        assert!((sd - 0.010).abs() < 1e-9);
+    }
+}

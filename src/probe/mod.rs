@@ -1,0 +1,265 @@
+//! Probes: one file per kind, each with its config (serde), its validated probe and its tests.
+//!
+//! A probe never fails with `Err`: whatever happens to the target is data in [`Outcome`], with a
+//! bounded [`FailureReason`] so that metric cardinality stays fixed.
+
+pub mod http;
+pub mod icmp;
+pub mod tcp;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+pub use http::{HttpConfig, HttpDetail, HttpProbe};
+pub use icmp::{IcmpClients, IcmpConfig, IcmpProbe, IcmpStats};
+pub use tcp::{TcpConfig, TcpProbe};
+
+use crate::config::FieldError;
+
+/// The kinds of probe iocwatch knows; used as the `kind` label and for per-kind limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Icmp,
+    Tcp,
+    Http,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Icmp, Kind::Tcp, Kind::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Icmp => "icmp",
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One check of a target, as written in the config: `- icmp: {...}`, `- tcp: {port: 22}`,
+/// `- http: {url: ...}`, or `- template: NAME` to use a named list of checks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum CheckConfig {
+    Icmp(IcmpConfig),
+    Tcp(TcpConfig),
+    Http(HttpConfig),
+    Template(String),
+}
+
+/// A validated, ready-to-run probe. Closed set, so an enum rather than a trait object.
+#[derive(Debug)]
+pub enum Probe {
+    Icmp(IcmpProbe),
+    Tcp(TcpProbe),
+    Http(HttpProbe),
+}
+
+impl Probe {
+    /// Builds a probe from a check config and the target's address (if it has one).
+    pub fn build(config: &CheckConfig, address: Option<&str>) -> Result<Probe, Vec<FieldError>> {
+        match config {
+            CheckConfig::Icmp(c) => IcmpProbe::new(c, address).map(Probe::Icmp),
+            CheckConfig::Tcp(c) => TcpProbe::new(c, address).map(Probe::Tcp),
+            CheckConfig::Http(c) => HttpProbe::new(c).map(Probe::Http),
+            // Templates are expanded by the config loader before probes are built.
+            CheckConfig::Template(name) => Err(vec![FieldError::unlocated(format!(
+                "template {name:?} cannot be used inside a template"
+            ))]),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Probe::Icmp(_) => Kind::Icmp,
+            Probe::Tcp(_) => Kind::Tcp,
+            Probe::Http(_) => Kind::Http,
+        }
+    }
+
+    /// Runs one round. Never returns early past `deadline`; never panics on target input.
+    pub async fn run(&self, ctx: &ProbeContext, deadline: Instant) -> Outcome {
+        let started = Instant::now();
+        let (failure, detail) =
+            match tokio::time::timeout_at(deadline, self.run_inner(ctx, deadline)).await {
+                Ok(result) => result,
+                Err(_) => (Some(FailureReason::Timeout), Detail::None),
+            };
+        Outcome {
+            duration: started.elapsed(),
+            failure,
+            detail,
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        ctx: &ProbeContext,
+        deadline: Instant,
+    ) -> (Option<FailureReason>, Detail) {
+        match self {
+            Probe::Icmp(p) => p.run(&ctx.icmp, deadline).await,
+            Probe::Tcp(p) => p.run(deadline).await,
+            Probe::Http(p) => p.run(ctx, deadline).await,
+        }
+    }
+}
+
+/// Shared, long-lived resources the probes use: built once, never per probe.
+pub struct ProbeContext {
+    pub icmp: IcmpClients,
+    /// TLS settings with the system roots; HTTP probes with their own CA or `insecure` build theirs.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl ProbeContext {
+    pub fn new() -> ProbeContext {
+        ProbeContext {
+            icmp: IcmpClients::open(),
+            tls: http::system_tls_config(),
+        }
+    }
+}
+
+impl Default for ProbeContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The result of one probe round.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub duration: Duration,
+    /// `None` when the probe succeeded.
+    pub failure: Option<FailureReason>,
+    /// What was measured, also on failure (a 500 still has a status code).
+    pub detail: Detail,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Detail {
+    None,
+    Icmp(IcmpStats),
+    Tcp { connect: Duration },
+    Http(Box<HttpDetail>),
+}
+
+/// Why a probe failed. A fixed set so that the `reason` label stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureReason {
+    Timeout,
+    Refused,
+    Unreachable,
+    Dns,
+    Tls,
+    HttpStatus,
+    HttpVersion,
+    Content,
+    BodyTooLarge,
+    Redirects,
+    Banner,
+    IcmpUnavailable,
+    Io,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 13] = [
+        FailureReason::Timeout,
+        FailureReason::Refused,
+        FailureReason::Unreachable,
+        FailureReason::Dns,
+        FailureReason::Tls,
+        FailureReason::HttpStatus,
+        FailureReason::HttpVersion,
+        FailureReason::Content,
+        FailureReason::BodyTooLarge,
+        FailureReason::Redirects,
+        FailureReason::Banner,
+        FailureReason::IcmpUnavailable,
+        FailureReason::Io,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Refused => "refused",
+            FailureReason::Unreachable => "unreachable",
+            FailureReason::Dns => "dns",
+            FailureReason::Tls => "tls",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::HttpVersion => "http_version",
+            FailureReason::Content => "content",
+            FailureReason::BodyTooLarge => "body_too_large",
+            FailureReason::Redirects => "redirects",
+            FailureReason::Banner => "banner",
+            FailureReason::IcmpUnavailable => "icmp_unavailable",
+            FailureReason::Io => "io",
+        }
+    }
+
+    /// Maps a socket error to a reason: refused and unreachable are told apart from the rest.
+    pub fn from_io(error: &std::io::Error) -> FailureReason {
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::ConnectionRefused => FailureReason::Refused,
+            ErrorKind::TimedOut => FailureReason::Timeout,
+            ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                FailureReason::Unreachable
+            }
+            _ => FailureReason::Io,
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Resolves `host` to one address, preferring the requested family. Used by ICMP and TCP;
+/// HTTP resolves through its client so it can time the lookup.
+pub(crate) async fn resolve_one(
+    host: &str,
+    port: u16,
+    family: Option<IpFamily>,
+) -> Result<std::net::SocketAddr, FailureReason> {
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| FailureReason::Dns)?;
+    // A name with no address in the asked family is a DNS failure, not a silent switch.
+    addrs
+        .find(|addr| match family {
+            None => true,
+            Some(IpFamily::V4) => addr.is_ipv4(),
+            Some(IpFamily::V6) => addr.is_ipv6(),
+        })
+        .ok_or(FailureReason::Dns)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+pub enum IpFamily {
+    #[serde(rename = "ip4")]
+    V4,
+    #[serde(rename = "ip6")]
+    V6,
+}

@@ -1,0 +1,109 @@
+//! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload` and a landing page.
+//! It reads shared snapshots and sends reload requests; it owns no state of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// A reload asked for over HTTP; the answer is the error text of a refused config.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub registry: Registry,
+    pub ready: Arc<AtomicBool>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+    pub telemetry_path: String,
+}
+
+pub fn router(state: ServerState) -> Router {
+    let telemetry = state.telemetry_path.clone();
+    Router::new()
+        .route("/", get(landing))
+        .route(&telemetry, get(metrics))
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .with_state(state)
+}
+
+/// Serves on every listener until `shutdown`.
+pub async fn serve(listeners: Vec<TcpListener>, state: ServerState, shutdown: CancellationToken) {
+    let app = router(state);
+    let servers = listeners.into_iter().map(|listener| {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let addr = listener.local_addr().ok();
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(?addr, %error, "HTTP server stopped");
+            }
+        }
+    });
+    futures_util::future::join_all(servers).await;
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    let body = crate::metrics::render(&state.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "Healthy.\n"
+}
+
+async fn ready(State(state): State<ServerState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready.\n").into_response()
+    }
+}
+
+async fn reload(State(state): State<ServerState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.reload.send(reply).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Ok(Err(errors)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("config refused, the running one is kept:\n{errors}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+async fn landing(State(state): State<ServerState>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>iocwatch</title></head>\
+         <body><h1>iocwatch</h1><p>Giám sát hạ tầng và hệ thống dùng chung — monitoring agent for \
+         provincial operations centres.</p><ul>\
+         <li><a href=\"{0}\">{0}</a> — metrics</li>\
+         <li><a href=\"/-/healthy\">/-/healthy</a></li><li><a href=\"/-/ready\">/-/ready</a></li>\
+         </ul><p>version {1}</p></body></html>",
+        state.telemetry_path,
+        env!("CARGO_PKG_VERSION")
+    ))
+}

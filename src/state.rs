@@ -1,0 +1,369 @@
+//! The one owner of per-check results and of everything derived from them: the per-check
+//! series, target states and the area and system rollups. Probes send results here; nothing
+//! else writes these metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, CheckKey, Target};
+use crate::metrics::{CheckMetrics, RollupMetrics};
+use crate::probe::{Detail, Outcome};
+
+/// A finished probe round, as sent by the scheduler.
+#[derive(Debug)]
+pub struct ProbeResult {
+    pub key: CheckKey,
+    pub outcome: Outcome,
+    pub finished: SystemTime,
+}
+
+pub enum StateMsg {
+    Result(ProbeResult),
+    Catalog(Arc<Catalog>),
+}
+
+/// How a target is doing, from the last result of each of its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetState {
+    Up,
+    Degraded,
+    Down,
+    Unknown,
+}
+
+impl TargetState {
+    pub const ALL: [TargetState; 4] = [
+        TargetState::Up,
+        TargetState::Degraded,
+        TargetState::Down,
+        TargetState::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Up => "up",
+            TargetState::Degraded => "degraded",
+            TargetState::Down => "down",
+            TargetState::Unknown => "unknown",
+        }
+    }
+}
+
+pub struct State {
+    catalog: Arc<Catalog>,
+    last_success: HashMap<CheckKey, bool>,
+    registry: Registry,
+    checks: CheckMetrics,
+    rollups: RollupMetrics,
+    area_info: HashSet<Vec<String>>,
+    system_info: HashSet<Vec<String>>,
+    rollup_series: HashSet<(bool, String, &'static str)>,
+    dirty: bool,
+}
+
+impl State {
+    pub fn new(registry: Registry, catalog: Arc<Catalog>) -> prometheus::Result<State> {
+        let checks = CheckMetrics::new(&catalog.schema)?;
+        checks.register(&registry)?;
+        let rollups = RollupMetrics::register(&registry)?;
+        let mut state = State {
+            catalog: Arc::clone(&catalog),
+            last_success: HashMap::new(),
+            registry,
+            checks,
+            rollups,
+            area_info: HashSet::new(),
+            system_info: HashSet::new(),
+            rollup_series: HashSet::new(),
+            dirty: true,
+        };
+        state.update_info();
+        state.update_rollups();
+        Ok(state)
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Swaps in a new catalog: series of removed or relabelled checks disappear, results of
+    /// unchanged checks are kept.
+    pub fn apply_catalog(&mut self, new: Arc<Catalog>) -> prometheus::Result<()> {
+        if new.schema != self.checks.schema {
+            let fresh = CheckMetrics::new(&new.schema)?;
+            self.checks.unregister(&self.registry);
+            fresh.register(&self.registry)?;
+            self.checks = fresh;
+        } else {
+            for check in self.catalog.checks() {
+                let keep = new
+                    .check(&check.key)
+                    .is_some_and(|(_, c)| c.label_values == check.label_values);
+                if !keep {
+                    self.checks.remove(&check.label_values);
+                }
+            }
+        }
+        self.last_success.retain(|key, _| new.check(key).is_some());
+        self.catalog = new;
+        self.update_info();
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub fn record(&mut self, result: ProbeResult) {
+        // A result of a check removed by a reload while it ran is dropped.
+        let Some((_, check)) = self.catalog.check(&result.key) else {
+            return;
+        };
+        let values: Vec<&str> = check.label_values.iter().map(String::as_str).collect();
+        let m = &self.checks;
+        let outcome = &result.outcome;
+        let with = |extra: &'static str| {
+            let mut v = values.clone();
+            v.push(extra);
+            v
+        };
+        let ok = outcome.success();
+        if let Ok(g) = m.success.get_metric_with_label_values(&values) {
+            g.set(if ok { 1.0 } else { 0.0 });
+        }
+        if let Ok(h) = m.duration.get_metric_with_label_values(&values) {
+            h.observe(outcome.duration.as_secs_f64());
+        }
+        if let Ok(g) = m.last_run.get_metric_with_label_values(&values) {
+            g.set(unix_seconds(result.finished));
+        }
+        if let Some(reason) = outcome.failure {
+            if let Ok(c) = m
+                .failures
+                .get_metric_with_label_values(&with(reason.label()))
+            {
+                c.inc();
+            }
+        }
+        match &outcome.detail {
+            Detail::None => {}
+            Detail::Icmp(stats) => {
+                if let Ok(c) = m.icmp_sent.get_metric_with_label_values(&values) {
+                    c.inc_by(u64::from(stats.sent));
+                }
+                if let Ok(c) = m.icmp_received.get_metric_with_label_values(&values) {
+                    c.inc_by(u64::from(stats.received()));
+                }
+                if let Ok(h) = m.icmp_rtt.get_metric_with_label_values(&values) {
+                    for rtt in &stats.rtts {
+                        h.observe(rtt.as_secs_f64());
+                    }
+                }
+                if let Ok(g) = m.icmp_loss_ratio.get_metric_with_label_values(&values) {
+                    g.set(stats.loss_ratio());
+                }
+                let round = [
+                    ("min", stats.min().map(|d| d.as_secs_f64())),
+                    ("avg", stats.avg().map(|d| d.as_secs_f64())),
+                    ("max", stats.max().map(|d| d.as_secs_f64())),
+                    ("stddev", stats.stddev_seconds()),
+                ];
+                for (stat, value) in round {
+                    let labels = with(stat);
+                    match value {
+                        Some(v) => {
+                            if let Ok(g) = m.icmp_round_rtt.get_metric_with_label_values(&labels) {
+                                g.set(v);
+                            }
+                        }
+                        // No reply: no RTT, rather than a misleading 0.
+                        None => {
+                            let _ = m.icmp_round_rtt.remove_label_values(&labels);
+                        }
+                    }
+                }
+            }
+            Detail::Tcp { connect } => {
+                if let Ok(g) = m.tcp_connect.get_metric_with_label_values(&values) {
+                    g.set(connect.as_secs_f64());
+                }
+            }
+            Detail::Http(http) => {
+                let set = |family: &prometheus::GaugeVec, v: f64| {
+                    if let Ok(g) = family.get_metric_with_label_values(&values) {
+                        g.set(v);
+                    }
+                };
+                set(&m.http_status, f64::from(http.status));
+                set(&m.http_body_bytes, http.body_bytes as f64);
+                set(&m.http_version, http.version_number());
+                set(&m.http_redirects, f64::from(http.redirects));
+                if let Some(not_after) = http.cert_not_after {
+                    set(&m.tls_expiry, unix_seconds(not_after));
+                }
+                for (phase, d) in http.phases.named() {
+                    if let Ok(g) = m.http_phase.get_metric_with_label_values(&with(phase)) {
+                        g.set(d.as_secs_f64());
+                    }
+                }
+            }
+        }
+        if self.last_success.insert(result.key, ok) != Some(ok) {
+            self.dirty = true;
+        }
+    }
+
+    pub fn target_state(&self, target: &Target) -> TargetState {
+        let (mut known, mut up) = (0usize, 0usize);
+        for check in &target.checks {
+            if let Some(&ok) = self.last_success.get(&check.key) {
+                known += 1;
+                up += usize::from(ok);
+            }
+        }
+        match (known, up) {
+            (0, _) => TargetState::Unknown,
+            (k, u) if u == k && k == target.checks.len() => TargetState::Up,
+            (_, 0) => TargetState::Down,
+            _ => TargetState::Degraded,
+        }
+    }
+
+    /// Recounts targets per state for every area (the whole subtree) and every system.
+    pub fn update_rollups(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let areas = &self.catalog.areas;
+        let mut area_counts: HashMap<(usize, TargetState), i64> = HashMap::new();
+        let mut system_counts: HashMap<(usize, TargetState), i64> = HashMap::new();
+        for target in &self.catalog.targets {
+            let state = self.target_state(target);
+            for area in areas.ancestors(target.area) {
+                *area_counts.entry((area, state)).or_default() += 1;
+            }
+            if let Some(system) = target.system {
+                *system_counts.entry((system, state)).or_default() += 1;
+            }
+        }
+        let mut series = HashSet::new();
+        for (id, area) in areas.iter() {
+            for state in TargetState::ALL {
+                let n = area_counts.get(&(id, state)).copied().unwrap_or(0);
+                self.rollups
+                    .area_targets
+                    .with_label_values(&[area.code.as_str(), state.as_str()])
+                    .set(n);
+                series.insert((true, area.code.clone(), state.as_str()));
+            }
+        }
+        for (id, system) in self.catalog.systems.iter().enumerate() {
+            for state in TargetState::ALL {
+                let n = system_counts.get(&(id, state)).copied().unwrap_or(0);
+                self.rollups
+                    .system_targets
+                    .with_label_values(&[system.id.as_str(), state.as_str()])
+                    .set(n);
+                series.insert((false, system.id.clone(), state.as_str()));
+            }
+        }
+        for (is_area, name, state) in self.rollup_series.difference(&series) {
+            let family = if *is_area {
+                &self.rollups.area_targets
+            } else {
+                &self.rollups.system_targets
+            };
+            let _ = family.remove_label_values(&[name.as_str(), state]);
+        }
+        self.rollup_series = series;
+    }
+
+    fn update_info(&mut self) {
+        let areas = &self.catalog.areas;
+        let mut info = HashSet::new();
+        for (id, area) in areas.iter() {
+            let (lat, lon) = area
+                .geo
+                .map(|(lat, lon)| (lat.to_string(), lon.to_string()))
+                .unwrap_or_default();
+            info.insert(vec![
+                area.code.clone(),
+                area.parent
+                    .map(|p| areas.get(p).code.clone())
+                    .unwrap_or_default(),
+                area.name.clone(),
+                area.kind.clone().unwrap_or_default(),
+                area.level.clone().unwrap_or_default(),
+                areas.path(id),
+                lat,
+                lon,
+            ]);
+        }
+        replace_series(&self.rollups.area_info, &mut self.area_info, info);
+        let systems = self
+            .catalog
+            .systems
+            .iter()
+            .map(|s| {
+                vec![
+                    s.id.clone(),
+                    s.name.clone(),
+                    s.owner.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        replace_series(&self.rollups.system_info, &mut self.system_info, systems);
+    }
+}
+
+/// Sets `new` series to 1 and removes those of `old` that are gone.
+fn replace_series(
+    family: &prometheus::IntGaugeVec,
+    old: &mut HashSet<Vec<String>>,
+    new: HashSet<Vec<String>>,
+) {
+    for gone in old.difference(&new) {
+        let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+        let _ = family.remove_label_values(&labels);
+    }
+    for series in &new {
+        let labels: Vec<&str> = series.iter().map(String::as_str).collect();
+        family.with_label_values(&labels).set(1);
+    }
+    *old = new;
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Runs the state owner until cancelled: results and catalogs in, metrics out. Rollups are
+/// recomputed at most once a second, so a burst of results costs one walk of the tree.
+pub async fn run(
+    mut state: State,
+    mut inbox: mpsc::Receiver<StateMsg>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = inbox.recv() => match msg {
+                Some(StateMsg::Result(result)) => state.record(result),
+                Some(StateMsg::Catalog(catalog)) => {
+                    if let Err(error) = state.apply_catalog(catalog) {
+                        tracing::error!(%error, "cannot register metrics for the new config");
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => state.update_rollups(),
+            () = shutdown.cancelled() => break,
+        }
+    }
+}

@@ -284,10 +284,12 @@ impl Control {
     }
 }
 
-/// Watches the directories of the config files; reports any change to a YAML or JSON file.
+/// Watches the directories of the config files; reports any change to a YAML or JSON file,
+/// and the creation of a directory a glob points into (`conf.d/` made after start-up).
 struct ConfigWatcher {
     watcher: notify::RecommendedWatcher,
-    dirs: Vec<PathBuf>,
+    wanted: Vec<PathBuf>,
+    watched: Vec<PathBuf>,
 }
 
 impl ConfigWatcher {
@@ -297,30 +299,47 @@ impl ConfigWatcher {
             if event.kind.is_access() {
                 return;
             }
-            if event.paths.iter().any(|p| is_config_file(p)) {
+            let relevant = event
+                .paths
+                .iter()
+                .any(|p| is_config_file(p) || (event.kind.is_create() && p.is_dir()));
+            if relevant {
                 // A full channel already holds a pending change; one is enough.
                 let _ = changed.try_send(());
             }
         })?;
         Ok(ConfigWatcher {
             watcher,
-            dirs: Vec::new(),
+            wanted: Vec::new(),
+            watched: Vec::new(),
         })
     }
 
     fn watch(&mut self, dirs: &[PathBuf]) {
-        if self.dirs == dirs {
+        let all_there = self.watched.iter().eq(self.wanted.iter());
+        if self.wanted == dirs && all_there {
             return;
         }
-        for dir in &self.dirs {
-            let _ = self.watcher.unwatch(dir);
+        for dir in self.watched.drain(..) {
+            let _ = self.watcher.unwatch(&dir);
         }
-        self.dirs.clear();
+        self.wanted = dirs.to_vec();
         for dir in dirs {
-            match self.watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => self.dirs.push(dir.clone()),
+            // A directory that does not exist yet is watched through its nearest ancestor,
+            // so that its creation triggers a reload, which then watches it directly.
+            let Some(existing) = dir.ancestors().find(|d| d.is_dir()) else {
+                continue;
+            };
+            if self.watched.iter().any(|w| w == existing) {
+                continue;
+            }
+            match self
+                .watcher
+                .watch(existing, notify::RecursiveMode::NonRecursive)
+            {
+                Ok(()) => self.watched.push(existing.to_owned()),
                 Err(error) => {
-                    tracing::warn!(dir = %dir.display(), %error, "cannot watch config directory")
+                    tracing::warn!(dir = %existing.display(), %error, "cannot watch config directory")
                 }
             }
         }

@@ -27,6 +27,7 @@ pub const RESERVED_LABELS: [&str; 11] = [
     "job",
 ];
 
+#[derive(Debug)]
 pub struct Catalog {
     pub settings: Settings,
     pub areas: AreaTree,
@@ -119,6 +120,7 @@ pub struct CheckKey {
     pub check: Arc<str>,
 }
 
+#[derive(Debug)]
 pub struct Target {
     pub id: Arc<str>,
     pub name: Option<String>,
@@ -130,6 +132,7 @@ pub struct Target {
     pub checks: Vec<Check>,
 }
 
+#[derive(Debug)]
 pub struct Check {
     pub key: CheckKey,
     pub kind: Kind,

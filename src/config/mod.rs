@@ -103,11 +103,22 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result
 fn strip_position(message: &str) -> String {
     let first_line = message.lines().next().unwrap_or(message);
     let rest = first_line.strip_prefix("error: ").unwrap_or(first_line);
-    match rest.strip_prefix("line ") {
-        Some(after) => after
-            .split_once(": ")
-            .map(|(_, msg)| msg.to_owned())
-            .unwrap_or_else(|| rest.to_owned()),
-        None => rest.to_owned(),
+    let message = match rest.strip_prefix("line ") {
+        Some(after) => after.split_once(": ").map_or(rest, |(_, msg)| msg),
+        None => rest,
+    };
+    // Some messages repeat the position at the end ("… at line 3, column 5").
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => message[..i].to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+/// Parses a YAML snippet in unit tests of the probe configs.
+#[cfg(test)]
+pub(crate) fn parse_test_yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+    match parse_yaml(text, Path::new("test.yaml")) {
+        Ok(value) => value,
+        Err(e) => panic!("test yaml does not parse: {e}"),
     }
 }

@@ -248,7 +248,10 @@ impl HttpProbe {
         let redirects = Arc::new(AtomicU32::new(0));
         let client = match self.client(ctx, &marks, &redirects) {
             Ok(client) => client,
-            Err(_) => return (Some(FailureReason::Io), Detail::None),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build HTTP client");
+                return (Some(FailureReason::Io), Detail::None);
+            }
         };
         let mut request = client
             .request(self.method.clone(), self.url.clone())
@@ -261,7 +264,10 @@ impl HttpProbe {
         let started = Instant::now();
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return (Some(classify(&e)), Detail::None),
+            Err(e) => {
+                tracing::debug!(url = %self.url, error = ?e, "request failed");
+                return (Some(classify(&e)), Detail::None);
+            }
         };
         let headers_at = started.elapsed();
         let mut detail = HttpDetail {
@@ -507,6 +513,7 @@ fn classify(error: &reqwest::Error) -> FailureReason {
         return FailureReason::Redirects;
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut io_kind = None;
     while let Some(e) = source {
         if e.is::<ResolveError>() {
             return FailureReason::Dns;
@@ -514,19 +521,19 @@ fn classify(error: &reqwest::Error) -> FailureReason {
         if e.is::<rustls::Error>() {
             return FailureReason::Tls;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            // rustls reports handshake failures as io errors wrapping its own error.
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return FailureReason::Tls;
+        source = match e.downcast_ref::<std::io::Error>() {
+            // io::Error::source() skips the error it wraps; rustls and hyper nest theirs there.
+            Some(io) => {
+                io_kind = Some(io.kind());
+                io.get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
             }
-            return FailureReason::from_io(io);
-        }
-        source = e.source();
+            None => e.source(),
+        };
     }
-    FailureReason::Io
+    io_kind.map_or(FailureReason::Io, |kind| {
+        FailureReason::from_io(&kind.into())
+    })
 }
 
 fn cert_not_after(der: &[u8]) -> Option<SystemTime> {
@@ -651,6 +658,10 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     #[test]
     fn status_specs() {
@@ -660,5 +671,381 @@ mod tests {
         for bad in ["", "99", "600", "6xx", "x", "300-200", "abc-def"] {
             assert_eq!(parse_status(bad), None, "{bad}");
         }
+    }
+
+    /// What the test server does with one request: write these bytes (then close), or hang.
+    enum Reply {
+        Bytes(Vec<u8>),
+        /// Sends headers, then `chunks` chunks of 64 KiB of body without a length.
+        Endless,
+        Hang,
+    }
+
+    type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+    type Stream = Pin<Box<dyn AsyncStream>>;
+    trait AsyncStream: AsyncRead + AsyncWrite + Send {}
+    impl<T: AsyncRead + AsyncWrite + Send> AsyncStream for T {}
+    type Wrap = Arc<
+        dyn Fn(tokio::net::TcpStream) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send>>
+            + Send
+            + Sync,
+    >;
+
+    /// A real HTTP/1.1 server on loopback that answers with whatever the handler says,
+    /// including the hostile answers a probe must survive.
+    async fn serve(
+        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        wrap: Option<Wrap>,
+    ) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let handler: Handler = Arc::new(handler);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (handler, wrap) = (Arc::clone(&handler), wrap.clone());
+                tokio::spawn(async move {
+                    let stream: Stream = match wrap {
+                        Some(wrap) => match wrap(tcp).await {
+                            Some(s) => s,
+                            None => return,
+                        },
+                        None => Box::pin(tcp),
+                    };
+                    answer(stream, handler).await;
+                });
+            }
+        });
+        port
+    }
+
+    async fn answer(mut stream: Stream, handler: Handler) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        match handler(&String::from_utf8_lossy(&head)) {
+            Reply::Bytes(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+            }
+            Reply::Endless => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+                    .await;
+                let chunk = vec![b'x'; 64 * 1024];
+                // Bounded: 64 MiB at most, far past any cap the tests set.
+                for _ in 0..1024 {
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Reply::Hang => std::future::pending::<()>().await,
+        }
+    }
+
+    fn response(status: &str, headers: &str, body: &str) -> Reply {
+        Reply::Bytes(
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
+
+    fn config(url: &str) -> HttpConfig {
+        let mut text = format!("url: {}\n", serde_json::to_string(url).expect("string"));
+        text.push_str("ip_family: ip4\n");
+        crate::config::parse_test_yaml(&text)
+    }
+
+    fn with(url: &str, extra: &str) -> HttpProbe {
+        let mut text = format!("url: {}\n", serde_json::to_string(url).expect("string"));
+        text.push_str(extra);
+        HttpProbe::new(&crate::config::parse_test_yaml(&text)).expect("valid config")
+    }
+
+    async fn run(
+        probe: &HttpProbe,
+        within: Duration,
+    ) -> (Option<FailureReason>, Option<HttpDetail>) {
+        let ctx = ProbeContext::new();
+        let (failure, detail) = probe.run(&ctx, Instant::now() + within).await;
+        let detail = match detail {
+            Detail::Http(d) => Some(*d),
+            _ => None,
+        };
+        (failure, detail)
+    }
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn healthy_page_succeeds_with_status_size_and_phases() {
+        let port = serve(
+            |_| response("200 OK", "", "<h1>Cổng dịch vụ công</h1>"),
+            None,
+        )
+        .await;
+        let probe = HttpProbe::new(&config(&format!("http://localhost:{port}/"))).expect("valid");
+        let (failure, detail) = run(&probe, SOON).await;
+        let detail = detail.expect("http detail");
+        assert_eq!(failure, None);
+        assert_eq!(detail.status, 200);
+        assert_eq!(detail.body_bytes, "<h1>Cổng dịch vụ công</h1>".len() as u64);
+        assert_eq!(detail.version, reqwest::Version::HTTP_11);
+        assert!(
+            detail.phases.resolve > Duration::ZERO,
+            "localhost was resolved: {:?}",
+            detail.phases
+        );
+        assert!(
+            detail.phases.connect > Duration::ZERO,
+            "{:?}",
+            detail.phases
+        );
+        assert!(detail.cert_not_after.is_none());
+    }
+
+    #[tokio::test]
+    async fn unexpected_status_fails_but_reports_the_code() {
+        let port = serve(|_| response("503 Service Unavailable", "", "busy"), None).await;
+        let (failure, detail) = run(&with(&format!("http://127.0.0.1:{port}/"), ""), SOON).await;
+        assert_eq!(failure, Some(FailureReason::HttpStatus));
+        assert_eq!(detail.expect("detail").status, 503);
+        let accepting = with(
+            &format!("http://127.0.0.1:{port}/"),
+            "expect_status: [\"200\", \"503\"]\n",
+        );
+        assert_eq!(run(&accepting, SOON).await.0, None);
+    }
+
+    #[tokio::test]
+    async fn body_regexes_must_and_must_not_match() {
+        let port = serve(|_| response("200 OK", "", "Hệ thống đang bảo trì"), None).await;
+        let url = format!("http://127.0.0.1:{port}/");
+        assert_eq!(
+            run(&with(&url, "body_match: \"đang bảo trì\"\n"), SOON)
+                .await
+                .0,
+            None
+        );
+        assert_eq!(
+            run(&with(&url, "body_match: \"Đăng nhập\"\n"), SOON)
+                .await
+                .0,
+            Some(FailureReason::Content)
+        );
+        assert_eq!(
+            run(&with(&url, "body_not_match: \"bảo trì\"\n"), SOON)
+                .await
+                .0,
+            Some(FailureReason::Content)
+        );
+    }
+
+    #[tokio::test]
+    async fn huge_bodies_are_capped() {
+        let declared = serve(
+            |_| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\nxx".to_vec()),
+            None,
+        )
+        .await;
+        let (failure, _) = run(&with(&format!("http://127.0.0.1:{declared}/"), ""), SOON).await;
+        assert_eq!(failure, Some(FailureReason::BodyTooLarge));
+
+        let endless = serve(|_| Reply::Endless, None).await;
+        let probe = with(
+            &format!("http://127.0.0.1:{endless}/"),
+            "max_body_bytes: 100000\n",
+        );
+        let (failure, detail) = run(&probe, SOON).await;
+        assert_eq!(failure, Some(FailureReason::BodyTooLarge));
+        assert!(detail.expect("detail").body_bytes <= 100_000 + 64 * 1024);
+    }
+
+    #[tokio::test]
+    async fn hanging_server_times_out_at_the_deadline() {
+        let port = serve(|_| Reply::Hang, None).await;
+        let started = Instant::now();
+        let (failure, _) = run(
+            &with(&format!("http://127.0.0.1:{port}/"), ""),
+            Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(failure, Some(FailureReason::Timeout));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "probe must end near its deadline"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_response_is_a_failure_not_a_crash() {
+        let port = serve(
+            |_| Reply::Bytes(b"\x00\x01garbage that is not HTTP\r\n\r\n".to_vec()),
+            None,
+        )
+        .await;
+        let (failure, _) = run(&with(&format!("http://127.0.0.1:{port}/"), ""), SOON).await;
+        assert!(failure.is_some());
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let (failure, _) = run(&with(&format!("http://127.0.0.1:{port}/"), ""), SOON).await;
+        assert_eq!(failure, Some(FailureReason::Refused));
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_up_to_the_limit() {
+        // /3 → /2 → /1 → /0 (200).
+        let port = serve(
+            |head| {
+                let path = head.split_whitespace().nth(1).unwrap_or("/0").to_owned();
+                let n: u32 = path.trim_start_matches('/').parse().unwrap_or(0);
+                if n == 0 {
+                    response("200 OK", "", "arrived")
+                } else {
+                    response("302 Found", &format!("location: /{}\r\n", n - 1), "")
+                }
+            },
+            None,
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{port}/3");
+        let (failure, detail) = run(&with(&url, ""), SOON).await;
+        assert_eq!(failure, None);
+        assert_eq!(detail.expect("detail").redirects, 3);
+        assert_eq!(
+            run(&with(&url, "max_redirects: 2\n"), SOON).await.0,
+            Some(FailureReason::Redirects)
+        );
+        let (failure, detail) = run(&with(&url, "follow_redirects: false\n"), SOON).await;
+        assert_eq!(failure, Some(FailureReason::HttpStatus));
+        assert_eq!(detail.expect("detail").status, 302);
+    }
+
+    fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        Arc::new(move |tcp| {
+            let acceptor = acceptor.clone();
+            Box::pin(async move {
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .ok()
+                    .map(|s| Box::pin(s) as Stream)
+            })
+        })
+    }
+
+    /// A self-signed certificate for `localhost` valid until the given year.
+    fn certificate(until_year: i32) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until_year, 6, 1);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert, key)
+    }
+
+    fn server_config(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Arc<rustls::ServerConfig> {
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .expect("server config");
+        Arc::new(config)
+    }
+
+    #[tokio::test]
+    async fn https_reports_certificate_expiry_and_checks_trust() {
+        let (cert, key) = certificate(2031);
+        let port = serve(
+            |_| response("200 OK", "", "secure"),
+            Some(tls_wrap(server_config(&cert, &key))),
+        )
+        .await;
+        let url = format!("https://localhost:{port}/");
+
+        // Self-signed: not trusted by the system roots.
+        let (failure, _) = run(&with(&url, "ip_family: ip4\n"), SOON).await;
+        assert_eq!(failure, Some(FailureReason::Tls));
+
+        // Trusted through ca_file, with the expiry read from the leaf.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.pem()).expect("write ca");
+        let trusted = with(
+            &url,
+            &format!(
+                "ip_family: ip4\nca_file: {}\n",
+                serde_json::to_string(&ca).expect("path")
+            ),
+        );
+        let (failure, detail) = run(&trusted, SOON).await;
+        assert_eq!(failure, None);
+        let not_after = detail
+            .expect("detail")
+            .cert_not_after
+            .expect("https has a certificate");
+        let year_2031 = UNIX_EPOCH + Duration::from_secs(1_937_779_200); // 2031-05-30
+        let days = not_after
+            .duration_since(year_2031)
+            .expect("after")
+            .as_secs()
+            / 86_400;
+        assert!(days <= 3, "notAfter {not_after:?}");
+
+        // insecure_skip_verify accepts it too.
+        let insecure = with(&url, "ip_family: ip4\ninsecure_skip_verify: true\n");
+        assert_eq!(run(&insecure, SOON).await.0, None);
+    }
+
+    #[tokio::test]
+    async fn tls_handshake_that_hangs_times_out() {
+        // Accepts TCP, never speaks TLS.
+        let hold: Wrap = Arc::new(|tcp| {
+            Box::pin(async move {
+                let _open = tcp;
+                std::future::pending::<Option<Stream>>().await
+            })
+        });
+        let port = serve(|_| Reply::Hang, Some(hold)).await;
+        let probe = with(&format!("https://localhost:{port}/"), "ip_family: ip4\n");
+        let (failure, _) = run(&probe, Duration::from_millis(300)).await;
+        assert_eq!(failure, Some(FailureReason::Timeout));
+    }
+
+    #[test]
+    fn config_errors_are_positioned() {
+        let text = "url: \"ftp://x\"\nexpect_status: [\"2xx\", \"7xx\"]\nbody_match: \"(\"\nhttp_versions: [\"HTTP/4\"]\n";
+        let errors = HttpProbe::new(&crate::config::parse_test_yaml(text)).expect_err("invalid");
+        let lines: Vec<u64> = errors
+            .iter()
+            .map(|e| e.at.map_or(0, |l| l.line()))
+            .collect();
+        assert_eq!(lines, vec![1, 2, 3, 4], "{errors:?}");
+        assert!(errors[0].message.contains("http:// or https://"));
+        assert!(errors[1].message.contains("7xx"));
+        assert!(errors[2].message.contains("invalid regex in body_match"));
+        assert!(errors[3].message.contains("HTTP/4"));
     }
 }

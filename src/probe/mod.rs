@@ -54,12 +54,14 @@ impl fmt::Display for Kind {
 pub enum CheckConfig {
     Icmp(IcmpConfig),
     Tcp(TcpConfig),
-    Http(HttpConfig),
+    Http(Box<HttpConfig>),
     Template(String),
 }
 
 /// A validated, ready-to-run probe. Closed set, so an enum rather than a trait object.
 #[derive(Debug)]
+// Always behind an Arc and built once per check, so the variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Probe {
     Icmp(IcmpProbe),
     Tcp(TcpProbe),

@@ -1,0 +1,224 @@
+//! A table of bad configs and the exact errors they must produce: file, line, column and
+//! what was expected. Every case also proves that nothing stops at the first error.
+
+use std::path::Path;
+
+use iocwatch::config;
+
+/// A valid base: one area tree and one target; each case appends or replaces parts of it.
+const BASE: &str = r#"areas:
+  - code: "15"
+    name: Tỉnh Lào Cai
+    level: province
+    children:
+      - {code: "02947", name: Xã Bảo Yên, kind: xa}
+systems:
+  - {id: qlvb, name: Quản lý văn bản}
+targets:
+  - id: gw
+    area: "15"
+    address: 127.0.0.1
+    checks:
+      - icmp: {}
+"#;
+
+fn load(files: &[(&str, &str)]) -> Result<iocwatch::catalog::Catalog, Vec<String>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+    config::load(&dir.path().join(files[0].0)).map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| {
+                // Paths are printed as given; strip the temp dir for stable expectations.
+                let file = e
+                    .file
+                    .strip_prefix(dir.path())
+                    .unwrap_or(&e.file)
+                    .display()
+                    .to_string();
+                let message = e.message.replace(&format!("{}/", dir.path().display()), "");
+                format!("{file}:{}:{}: {message}", e.line, e.column)
+            })
+            .collect()
+    })
+}
+
+fn errors_of(main: &str) -> Vec<String> {
+    match load(&[("main.yaml", main)]) {
+        Ok(_) => panic!("config should be refused:\n{main}"),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn base_config_is_valid() {
+    let catalog = load(&[("main.yaml", BASE)]).expect("valid");
+    assert_eq!(catalog.targets.len(), 1);
+    assert_eq!(catalog.areas.len(), 2);
+}
+
+#[test]
+fn table_of_single_errors() {
+    let target = |body: &str| format!("{BASE}  - id: t2\n    area: \"02947\"\n{body}");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            target("    address: 127.0.0.2\n    bogus: 1\n    checks: [icmp: {}]\n"),
+            "main.yaml:18:5: unknown field `bogus`, expected one of id, name, area, address, system, checks, labels, depends_on, interval, timeout",
+        ),
+        (
+            format!("{BASE}  - id: t2\n    area: \"99999\"\n    address: 127.0.0.2\n    checks: [icmp: {{}}]\n"),
+            "main.yaml:16:11: target \"t2\": unknown area \"99999\"",
+        ),
+        (
+            format!("{BASE}  - id: gw\n    area: \"15\"\n    address: 127.0.0.2\n    checks: [icmp: {{}}]\n"),
+            "main.yaml:15:9: target id \"gw\" is already used at main.yaml:10",
+        ),
+        (
+            target("    address: 300.1.1.1\n    checks: [icmp: {}]\n"),
+            "main.yaml:17:14: target \"t2\": address \"300.1.1.1\": expected an IPv4 or IPv6 address or a host name",
+        ),
+        (
+            target("    address: 127.0.0.2\n    interval: 5s\n    timeout: 5s\n    checks: [icmp: {}]\n"),
+            "main.yaml:19:14: target \"t2\": timeout 5s must be shorter than interval 5s",
+        ),
+        (
+            target("    address: 127.0.0.2\n    interval: 5 minutes\n    checks: [icmp: {}]\n"),
+            "main.yaml:18:15: invalid duration \"5 minutes\": expected a number followed by a unit (ms, s, m, h, d, w, y), such as \"30s\" or \"1h30m\"",
+        ),
+        (
+            target("    address: 127.0.0.2\n    checks:\n      - tcp: {port: 70000}\n"),
+            "main.yaml:19:21: invalid u16",
+        ),
+        (
+            target("    address: 127.0.0.2\n    checks:\n      - udp: {port: 53}\n"),
+            "main.yaml:19:9: unknown variant `udp`, expected one of icmp, tcp, http, template",
+        ),
+        (
+            target("    address: 127.0.0.2\n    checks:\n      - template: nope\n"),
+            "main.yaml:19:9: target \"t2\": unknown template \"nope\"",
+        ),
+        (
+            target("    address: 127.0.0.2\n    system: erp\n    checks: [icmp: {}]\n"),
+            "main.yaml:18:13: target \"t2\": unknown system \"erp\"",
+        ),
+        (
+            target("    address: 127.0.0.2\n    depends_on: [gateway]\n    checks: [icmp: {}]\n"),
+            "main.yaml:18:18: target \"t2\": depends_on names unknown target \"gateway\"",
+        ),
+        (
+            target("    checks: [icmp: {}]\n"),
+            "main.yaml:17:14: icmp check needs the target's `address`",
+        ),
+        (
+            target("    checks:\n      - http: {url: \"ftp://x/\"}\n"),
+            "main.yaml:18:21: url \"ftp://x/\": expected an absolute http:// or https:// URL with a host",
+        ),
+        (
+            target("    address: 127.0.0.2\n    checks:\n      - tcp: {port: 22}\n      - tcp: {port: 22}\n"),
+            "main.yaml:20:9: target \"t2\" has two checks named \"tcp_22\": give one a `name:`",
+        ),
+        (
+            target("    address: 127.0.0.2\n    labels: {province: x}\n    checks: [icmp: {}]\n"),
+            "main.yaml:0:0: label \"province\" is both an area level and a target label; rename one",
+        ),
+        (
+            target("    address: 127.0.0.2\n    labels: {kind: x}\n    checks: [icmp: {}]\n"),
+            "main.yaml:15:9: target \"t2\": label \"kind\" is set by iocwatch itself; choose another name",
+        ),
+        (
+            format!("{BASE}  - id: t2\n    area: \"15\"\n    address: 127.0.0.2\n  checks: []\n"),
+            "main.yaml:18:3: while parsing a block collection, did not find expected '-' indicator",
+        ),
+        (
+            format!("{BASE}  - id: t2\n    area: [\"15\"\n"),
+            "main.yaml:16:11: expected string scalar",
+        ),
+        (
+            BASE.replace("      - {code: \"02947\", name: Xã Bảo Yên, kind: xa}", "      - {code: \"15\", name: Trùng mã}"),
+            "main.yaml:6:16: area code \"15\" is defined twice",
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (config, expected) in cases {
+        let errors = errors_of(&config);
+        if errors != vec![expected.to_owned()] {
+            mismatches.push(format!("expected {expected}\n     got {errors:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn all_errors_are_reported_at_once_across_files() {
+    let main = format!("include: [\"conf.d/*.yaml\"]\n{BASE}  - id: a\n    area: \"nowhere\"\n    address: 127.0.0.2\n    checks: [icmp: {{}}]\n");
+    let owner = "targets:\n  - id: b\n    area: \"15\"\n    address: 127.0.0.3\n    depends_on: [c]\n    checks: [icmp: {}]\n  - id: c\n    area: \"15\"\n    address: 127.0.0.4\n    depends_on: [b]\n    checks: [icmp: {}]\n";
+    let broken = "global:\n  listen: [\"0.0.0.0:1\"]\ntargets: []\n";
+    let errors = load(&[
+        ("main.yaml", &main),
+        ("conf.d/vnpt.yaml", owner),
+        ("conf.d/x-broken.yaml", broken),
+    ])
+    .expect_err("invalid");
+    assert_eq!(
+        errors,
+        vec![
+            "conf.d/x-broken.yaml:2:3: `global` belongs in the main file only".to_owned(),
+            "main.yaml:17:11: target \"a\": unknown area \"nowhere\"".to_owned(),
+            "conf.d/vnpt.yaml:7:9: dependency cycle: b → c → b".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn file_sd_targets_are_loaded_and_their_errors_positioned() {
+    let main = format!(
+        "{BASE}file_sd:\n  - files: [\"sd/*.json\"]\n    area: \"15\"\n    checks: [icmp: {{}}]\n"
+    );
+    let good = r#"[{"targets": ["127.0.0.5:9100", "[::1]:80"], "labels": {"owner": "dc", "area": "02947", "__meta_x": "y"}}]"#;
+    let catalog = load(&[("main.yaml", &main), ("sd/servers.json", good)]).expect("valid");
+    let target = catalog
+        .targets
+        .iter()
+        .find(|t| &*t.id == "127.0.0.5:9100")
+        .expect("file_sd target");
+    assert_eq!(target.address.as_deref(), Some("127.0.0.5"));
+    assert_eq!(catalog.areas.get(target.area).code, "02947");
+    assert_eq!(target.labels.get("owner").map(String::as_str), Some("dc"));
+    assert!(!target.labels.contains_key("__meta_x"));
+
+    let bad = "[{\"targets\": [\"127.0.0.5\"],\n  \"lables\": {}}]";
+    let errors = load(&[("main.yaml", &main), ("sd/servers.json", bad)]).expect_err("invalid");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("sd/servers.json:2:"), "{errors:?}");
+    assert!(errors[0].contains("unknown field `lables`"), "{errors:?}");
+}
+
+#[test]
+fn missing_main_file_is_named() {
+    let errors = config::load(Path::new("/nonexistent/iocwatch.yaml")).expect_err("missing");
+    assert_eq!(errors.0.len(), 1);
+    assert!(errors
+        .to_string()
+        .starts_with("/nonexistent/iocwatch.yaml: cannot read file"));
+}
+
+#[test]
+fn bundled_demo_config_is_valid() {
+    let catalog = config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/iocwatch.yaml"
+    )))
+    .unwrap_or_else(|e| panic!("bundled config must load:\n{e}"));
+    // Lào Cai communes from the 2025 list, plus the province and three former-district groups.
+    assert_eq!(catalog.areas.len(), 29);
+    let commune = catalog.areas.find("02947").expect("Xã Bảo Yên");
+    assert_eq!(catalog.areas.path(commune), "15/huyen-bao-yen/02947");
+    assert_eq!(catalog.areas.get(commune).name, "Xã Bảo Yên");
+    assert!(catalog.targets.iter().any(|t| &*t.id == "tslcd-gw"));
+    assert_eq!(catalog.systems.len(), 7);
+}

@@ -1,0 +1,74 @@
+//! Test hosts in network namespaces: a veth pair between this namespace and a new one, with
+//! addresses from 198.18.0.0/15 (reserved for benchmarking, routed nowhere). Names and subnets
+//! are unique per process and test; the guard removes everything even when the test fails.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestHost {
+    pub name: String,
+    host_if: String,
+    peer_if: String,
+    pub host_ip: Ipv4Addr,
+    pub peer_ip: Ipv4Addr,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
+    assert!(status.success(), "ip {} failed", args.join(" "));
+}
+
+impl TestHost {
+    /// Creates namespace + veth pair, link up on both sides.
+    pub fn new() -> TestHost {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // A /30 per host inside 198.18.0.0/15: 32768 of them.
+        let index = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4;
+        let host = TestHost {
+            name: format!("iw{pid:x}n{n}"),
+            host_if: format!("iw{:x}h{n}", pid % 0xfffff),
+            peer_if: format!("iw{:x}p{n}", pid % 0xfffff),
+            host_ip: Ipv4Addr::from(base + 1),
+            peer_ip: Ipv4Addr::from(base + 2),
+        };
+        let peer_if = host.peer_if.clone();
+        ip(&["netns", "add", &host.name]);
+        ip(&["link", "add", &host.host_if, "type", "veth", "peer", "name", &peer_if]);
+        ip(&["link", "set", &peer_if, "netns", &host.name]);
+        ip(&["addr", "add", &format!("{}/30", host.host_ip), "dev", &host.host_if]);
+        ip(&["link", "set", &host.host_if, "up"]);
+        host.exec(&["ip", "addr", "add", &format!("{}/30", host.peer_ip), "dev", &peer_if]);
+        host.exec(&["ip", "link", "set", &peer_if, "up"]);
+        host.exec(&["ip", "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+
+    /// Cuts the link, as a dropped uplink would: packets go out and nothing answers.
+    pub fn cut(&self) {
+        self.exec(&["ip", "link", "set", "dev", &self.peer_if, "down"]);
+    }
+
+    pub fn restore(&self) {
+        self.exec(&["ip", "link", "set", "dev", &self.peer_if, "up"]);
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the peer end, and with it our end of the veth pair.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
+    }
+}

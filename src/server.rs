@@ -29,7 +29,11 @@ pub fn router(state: ServerState) -> Router {
     let telemetry = state.telemetry_path.clone();
     Router::new()
         .route("/", get(landing))
-        .route(&telemetry, get(metrics))
+        // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
+        .route(
+            &telemetry,
+            get(metrics).layer(tower_http::compression::CompressionLayer::new()),
+        )
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload).put(reload))

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CheckKey, Target};
-use crate::metrics::{CheckMetrics, RollupMetrics};
-use crate::probe::{Detail, Outcome};
+use crate::metrics::{CheckMetrics, CheckSeries, RollupMetrics};
+use crate::probe::Outcome;
 
 /// A finished probe round, as sent by the scheduler.
 #[derive(Debug)]
@@ -57,6 +57,8 @@ impl TargetState {
 pub struct State {
     catalog: Arc<Catalog>,
     last_success: HashMap<CheckKey, bool>,
+    /// Metric handles per check, so recording a result does no label hashing.
+    series: HashMap<CheckKey, CheckSeries>,
     registry: Registry,
     checks: CheckMetrics,
     rollups: RollupMetrics,
@@ -74,6 +76,7 @@ impl State {
         let mut state = State {
             catalog: Arc::clone(&catalog),
             last_success: HashMap::new(),
+            series: HashMap::new(),
             registry,
             checks,
             rollups,
@@ -99,6 +102,7 @@ impl State {
             self.checks.unregister(&self.registry);
             fresh.register(&self.registry)?;
             self.checks = fresh;
+            self.series.clear();
         } else {
             for check in self.catalog.checks() {
                 let keep = new
@@ -106,6 +110,7 @@ impl State {
                     .is_some_and(|(_, c)| c.label_values == check.label_values);
                 if !keep {
                     self.checks.remove(&check.label_values);
+                    self.series.remove(&check.key);
                 }
             }
         }
@@ -121,95 +126,12 @@ impl State {
         let Some((_, check)) = self.catalog.check(&result.key) else {
             return;
         };
-        let values: Vec<&str> = check.label_values.iter().map(String::as_str).collect();
-        let m = &self.checks;
-        let outcome = &result.outcome;
-        let with = |extra: &'static str| {
-            let mut v = values.clone();
-            v.push(extra);
-            v
-        };
-        let ok = outcome.success();
-        if let Ok(g) = m.success.get_metric_with_label_values(&values) {
-            g.set(if ok { 1.0 } else { 0.0 });
-        }
-        if let Ok(h) = m.duration.get_metric_with_label_values(&values) {
-            h.observe(outcome.duration.as_secs_f64());
-        }
-        if let Ok(g) = m.last_run.get_metric_with_label_values(&values) {
-            g.set(unix_seconds(result.finished));
-        }
-        if let Some(reason) = outcome.failure {
-            if let Ok(c) = m
-                .failures
-                .get_metric_with_label_values(&with(reason.label()))
-            {
-                c.inc();
-            }
-        }
-        match &outcome.detail {
-            Detail::None => {}
-            Detail::Icmp(stats) => {
-                if let Ok(c) = m.icmp_sent.get_metric_with_label_values(&values) {
-                    c.inc_by(u64::from(stats.sent));
-                }
-                if let Ok(c) = m.icmp_received.get_metric_with_label_values(&values) {
-                    c.inc_by(u64::from(stats.received()));
-                }
-                if let Ok(h) = m.icmp_rtt.get_metric_with_label_values(&values) {
-                    for rtt in &stats.rtts {
-                        h.observe(rtt.as_secs_f64());
-                    }
-                }
-                if let Ok(g) = m.icmp_loss_ratio.get_metric_with_label_values(&values) {
-                    g.set(stats.loss_ratio());
-                }
-                let round = [
-                    ("min", stats.min().map(|d| d.as_secs_f64())),
-                    ("avg", stats.avg().map(|d| d.as_secs_f64())),
-                    ("max", stats.max().map(|d| d.as_secs_f64())),
-                    ("stddev", stats.stddev_seconds()),
-                ];
-                for (stat, value) in round {
-                    let labels = with(stat);
-                    match value {
-                        Some(v) => {
-                            if let Ok(g) = m.icmp_round_rtt.get_metric_with_label_values(&labels) {
-                                g.set(v);
-                            }
-                        }
-                        // No reply: no RTT, rather than a misleading 0.
-                        None => {
-                            let _ = m.icmp_round_rtt.remove_label_values(&labels);
-                        }
-                    }
-                }
-            }
-            Detail::Tcp { connect } => {
-                if let Ok(g) = m.tcp_connect.get_metric_with_label_values(&values) {
-                    g.set(connect.as_secs_f64());
-                }
-            }
-            Detail::Http(http) => {
-                let set = |family: &prometheus::GaugeVec, v: f64| {
-                    if let Ok(g) = family.get_metric_with_label_values(&values) {
-                        g.set(v);
-                    }
-                };
-                set(&m.http_status, f64::from(http.status));
-                set(&m.http_body_bytes, http.body_bytes as f64);
-                set(&m.http_version, http.version_number());
-                set(&m.http_redirects, f64::from(http.redirects));
-                if let Some(not_after) = http.cert_not_after {
-                    set(&m.tls_expiry, unix_seconds(not_after));
-                }
-                for (phase, d) in http.phases.named() {
-                    if let Ok(g) = m.http_phase.get_metric_with_label_values(&with(phase)) {
-                        g.set(d.as_secs_f64());
-                    }
-                }
-            }
-        }
+        let checks = &self.checks;
+        let series = self.series.entry(result.key.clone()).or_insert_with(|| {
+            CheckSeries::new(checks, check.kind, Arc::clone(&check.label_values))
+        });
+        series.record(checks, &result.outcome, unix_seconds(result.finished));
+        let ok = result.outcome.success();
         if self.last_success.insert(result.key, ok) != Some(ok) {
             self.dirty = true;
         }

@@ -61,6 +61,21 @@ async fn probes_run_in_the_background_and_export_metrics() {
     assert_eq!(agent.get("/-/ready").await.0, 200);
     assert_eq!(agent.get("/-/reload").await.0, 405, "reload only by POST");
     assert!(agent.get("/").await.1.contains("/metrics"));
+    let gzipped = agent
+        .client
+        .get(agent.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(
+        gzipped
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"gzip"[..]),
+        "Prometheus scrapes gzip"
+    );
 
     let m = agent
         .wait_for(WAIT, "every check to report", |m| {
@@ -116,6 +131,15 @@ async fn probes_run_in_the_background_and_export_metrics() {
             > 0.0
     );
     assert_eq!(m.value("iocwatch_http_version", &portal), Some(1.1));
+    assert!(
+        m.value("iocwatch_probe_duration_seconds_count", &portal)
+            .expect("duration histogram")
+            >= 1.0
+    );
+    assert!(
+        !m.has("iocwatch_probe_duration_seconds_count", &[("target", "gw")]),
+        "ICMP latency lives in the RTT histogram, not a duration histogram"
+    );
 
     // The closed port: failed, reason refused, with every area level as a label.
     let smtp = [
@@ -221,7 +245,7 @@ async fn reload_applies_good_configs_and_refuses_bad_ones() {
         })
         .await;
     let rounds_before = |m: &common::Metrics| {
-        m.value("iocwatch_probe_duration_seconds_count", &[("target", "gw")])
+        m.value("iocwatch_icmp_packets_sent_total", &[("target", "gw")])
             .unwrap_or(0.0)
     };
 

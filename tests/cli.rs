@@ -23,7 +23,11 @@ fn check_config_accepts_the_bundled_config() {
         ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(": ok (29 areas"), "{stdout}");
 }
@@ -36,7 +40,10 @@ fn check_config_lists_every_error_and_exits_64() {
         &path,
         "areas:\n  - {code: \"15\", name: Lào Cai}\ntargets:\n  - id: a\n    area: \"16\"\n    address: 127.0.0.1\n    checks: [icmp: {}]\n  - id: a\n    area: \"15\"\n    address: 127.0.0.1\n    checks: [icmp: {}]\n",
     );
-    for args in [vec!["check-config", "-c"], vec!["--config.check", "--config.file"]] {
+    for args in [
+        vec!["check-config", "-c"],
+        vec!["--config.check", "--config.file"],
+    ] {
         let out = iocwatch().args(&args).arg(&path).output().expect("run");
         assert_eq!(out.status.code(), Some(64));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -46,7 +53,9 @@ fn check_config_lists_every_error_and_exits_64() {
             "{stderr}"
         );
         assert!(
-            stderr.contains(&format!("{p}:8:9: target id \"a\" is already used at {p}:4")),
+            stderr.contains(&format!(
+                "{p}:8:9: target id \"a\" is already used at {p}:4"
+            )),
             "{stderr}"
         );
         assert!(stderr.contains("2 error(s)"), "{stderr}");

@@ -87,6 +87,12 @@ pub fn load(path: &Path) -> Result<Catalog, ConfigErrors> {
 fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    // A whole province in one file is tens of thousands of targets, past the default node
+    // budget; the limits that stop alias bombs and deep nesting stay as they are.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 10_000_000;
+    budget.max_events = 20_000_000;
+    options.budget = Some(budget);
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let location = e.location().unwrap_or(Location::UNKNOWN);
         ConfigError {

@@ -16,7 +16,7 @@ pub struct TestAgent {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     stopped: Option<tokio::task::JoinHandle<()>>,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 impl TestAgent {

@@ -17,7 +17,10 @@ pub struct TestHost {
 }
 
 fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
     assert!(status.success(), "ip {} failed", args.join(" "));
 }
 
@@ -38,11 +41,33 @@ impl TestHost {
         };
         let peer_if = host.peer_if.clone();
         ip(&["netns", "add", &host.name]);
-        ip(&["link", "add", &host.host_if, "type", "veth", "peer", "name", &peer_if]);
+        ip(&[
+            "link",
+            "add",
+            &host.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
         ip(&["link", "set", &peer_if, "netns", &host.name]);
-        ip(&["addr", "add", &format!("{}/30", host.host_ip), "dev", &host.host_if]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", host.host_ip),
+            "dev",
+            &host.host_if,
+        ]);
         ip(&["link", "set", &host.host_if, "up"]);
-        host.exec(&["ip", "addr", "add", &format!("{}/30", host.peer_ip), "dev", &peer_if]);
+        host.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", host.peer_ip),
+            "dev",
+            &peer_if,
+        ]);
         host.exec(&["ip", "link", "set", &peer_if, "up"]);
         host.exec(&["ip", "link", "set", "lo", "up"]);
         host
@@ -68,7 +93,11 @@ impl TestHost {
 impl Drop for TestHost {
     fn drop(&mut self) {
         // Deleting the namespace deletes the peer end, and with it our end of the veth pair.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
     }
 }

@@ -208,3 +208,44 @@ async fn daemon_reloads_on_sighup_and_stops_on_sigterm() {
         .expect("wait");
     assert!(status.success(), "{status:?}");
 }
+
+/// Without CAP_NET_RAW: a clear message and the datagram fallback where the kernel allows it,
+/// `icmp_unavailable` (and nothing worse) where it does not. Each case runs in a namespace of
+/// its own, because `ping_group_range` is a per-namespace sysctl.
+#[test]
+fn icmp_without_cap_net_raw_falls_back_or_says_what_to_do() {
+    let unprivileged = |ns: &common::netns::Namespace| {
+        let mut command = ns.command("setpriv");
+        command
+            .args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw"])
+            .arg(env!("CARGO_BIN_EXE_iocwatch"))
+            .args(["probe", "icmp", "127.0.0.1"]);
+        let out = command.output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let closed = common::netns::Namespace::new();
+    closed.sysctl("net.ipv4.ping_group_range=1 0");
+    let (code, stdout, stderr) = unprivileged(&closed);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED (icmp_unavailable)"), "{stdout}");
+    assert!(
+        stderr.contains("cap_net_raw+ep"),
+        "says what to do: {stderr}"
+    );
+    assert!(stderr.contains("ping_group_range"), "{stderr}");
+
+    let open = common::netns::Namespace::new();
+    open.sysctl("net.ipv4.ping_group_range=0 2147483647");
+    let (code, stdout, stderr) = unprivileged(&open);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("sent 3, received 3"), "{stdout}");
+    assert!(
+        stderr.contains("unprivileged datagram ping sockets"),
+        "{stderr}"
+    );
+}

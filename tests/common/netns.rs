@@ -101,3 +101,40 @@ impl Drop for TestHost {
             .status();
     }
 }
+
+/// An empty network namespace with only loopback up: a machine of its own for sysctls such as
+/// `net.ipv4.ping_group_range`, which are per namespace.
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn new() -> Namespace {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ns = Namespace {
+            name: format!("iw{:x}s{n}", std::process::id()),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn sysctl(&self, setting: &str) {
+        ip(&["netns", "exec", &self.name, "sysctl", "-q", "-w", setting]);
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

@@ -12,11 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::tls_config::{ca_tls_config, insecure_tls_config};
 use super::{Detail, FailureReason, IpFamily, ProbeContext};
 use crate::config::{FieldError, Spanned};
 
@@ -443,7 +442,8 @@ impl Phases {
 /// Accumulates phase times reported by the resolver and the connector of one round.
 #[derive(Default, Debug)]
 struct PhaseMarks {
-    // Microseconds; a std Mutex would do too, but atomics cannot be held across an await.
+    // Microseconds. The resolver and connector report from reqwest's own futures, so the
+    // marks are shared; atomics keep that lock-free.
     resolve_us: AtomicU32,
     connect_us: AtomicU32,
 }
@@ -542,126 +542,12 @@ fn cert_not_after(der: &[u8]) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn finish(config: rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
-    let mut config = config;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-/// TLS settings with the operating system's trusted roots, built once at start-up.
-pub fn system_tls_config() -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let loaded = rustls_native_certs::load_native_certs();
-    for error in &loaded.errors {
-        tracing::warn!(%error, "could not load some system root certificates");
-    }
-    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        tracing::warn!("no system root certificates found: HTTPS checks will fail verification unless they set ca_file");
-    }
-    root_config(roots)
-}
-
-fn root_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    // The ring provider supports the safe default versions, so this cannot fail.
-    match rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => finish(builder.with_root_certificates(roots).with_no_client_auth()),
-        Err(e) => unreachable!("ring supports the default protocol versions: {e}"),
-    }
-}
-
-fn ca_tls_config(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read ca_file {path:?}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file {path:?} is not valid PEM: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!("ca_file {path:?} holds no usable certificate"));
-    }
-    Ok(root_config(roots))
-}
-
-fn insecure_tls_config() -> Arc<rustls::ClientConfig> {
-    let provider = provider();
-    let verifier = Arc::new(AcceptAnyCert(Arc::clone(&provider)));
-    match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => finish(
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth(),
-        ),
-        Err(e) => unreachable!("ring supports the default protocol versions: {e}"),
-    }
-}
-
-/// For `insecure_skip_verify`: accepts any certificate but still checks the handshake
-/// signatures, so the connection is a real TLS one.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
-    use std::pin::Pin;
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use crate::probe::test_servers::{
+        certificate, response, serve, server_config, tls_wrap, Reply, Stream, Wrap,
+    };
 
     #[test]
     fn status_specs() {
@@ -671,94 +557,6 @@ mod tests {
         for bad in ["", "99", "600", "6xx", "x", "300-200", "abc-def"] {
             assert_eq!(parse_status(bad), None, "{bad}");
         }
-    }
-
-    /// What the test server does with one request: write these bytes (then close), or hang.
-    enum Reply {
-        Bytes(Vec<u8>),
-        /// Sends headers, then `chunks` chunks of 64 KiB of body without a length.
-        Endless,
-        Hang,
-    }
-
-    type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
-    type Stream = Pin<Box<dyn AsyncStream>>;
-    trait AsyncStream: AsyncRead + AsyncWrite + Send {}
-    impl<T: AsyncRead + AsyncWrite + Send> AsyncStream for T {}
-    type Wrap = Arc<
-        dyn Fn(tokio::net::TcpStream) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send>>
-            + Send
-            + Sync,
-    >;
-
-    /// A real HTTP/1.1 server on loopback that answers with whatever the handler says,
-    /// including the hostile answers a probe must survive.
-    async fn serve(
-        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
-        wrap: Option<Wrap>,
-    ) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let handler: Handler = Arc::new(handler);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (handler, wrap) = (Arc::clone(&handler), wrap.clone());
-                tokio::spawn(async move {
-                    let stream: Stream = match wrap {
-                        Some(wrap) => match wrap(tcp).await {
-                            Some(s) => s,
-                            None => return,
-                        },
-                        None => Box::pin(tcp),
-                    };
-                    answer(stream, handler).await;
-                });
-            }
-        });
-        port
-    }
-
-    async fn answer(mut stream: Stream, handler: Handler) {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        match handler(&String::from_utf8_lossy(&head)) {
-            Reply::Bytes(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                let _ = stream.shutdown().await;
-            }
-            Reply::Endless => {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
-                    .await;
-                let chunk = vec![b'x'; 64 * 1024];
-                // Bounded: 64 MiB at most, far past any cap the tests set.
-                for _ in 0..1024 {
-                    if stream.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Reply::Hang => std::future::pending::<()>().await,
-        }
-    }
-
-    fn response(status: &str, headers: &str, body: &str) -> Reply {
-        Reply::Bytes(
-            format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-        )
     }
 
     fn config(url: &str) -> HttpConfig {
@@ -937,42 +735,6 @@ mod tests {
         let (failure, detail) = run(&with(&url, "follow_redirects: false\n"), SOON).await;
         assert_eq!(failure, Some(FailureReason::HttpStatus));
         assert_eq!(detail.expect("detail").status, 302);
-    }
-
-    fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
-        let acceptor = tokio_rustls::TlsAcceptor::from(server);
-        Arc::new(move |tcp| {
-            let acceptor = acceptor.clone();
-            Box::pin(async move {
-                acceptor
-                    .accept(tcp)
-                    .await
-                    .ok()
-                    .map(|s| Box::pin(s) as Stream)
-            })
-        })
-    }
-
-    /// A self-signed certificate for `localhost` valid until the given year.
-    fn certificate(until_year: i32) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(until_year, 6, 1);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("cert");
-        (cert, key)
-    }
-
-    fn server_config(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Arc<rustls::ServerConfig> {
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .expect("server config");
-        Arc::new(config)
     }
 
     #[tokio::test]

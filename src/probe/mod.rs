@@ -6,6 +6,9 @@
 pub mod http;
 pub mod icmp;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod test_servers;
+pub mod tls_config;
 
 use std::fmt;
 use std::sync::Arc;
@@ -129,7 +132,7 @@ impl ProbeContext {
     pub fn new() -> ProbeContext {
         ProbeContext {
             icmp: IcmpClients::open(),
-            tls: http::system_tls_config(),
+            tls: tls_config::system_tls_config(),
         }
     }
 }

@@ -41,7 +41,7 @@ impl TestAgent {
             stopped: Some(stopped),
             client: reqwest::Client::builder()
                 .use_preconfigured_tls(rustls::ClientConfig::clone(
-                    &iocwatch::probe::http::system_tls_config(),
+                    &iocwatch::probe::tls_config::system_tls_config(),
                 ))
                 .no_proxy()
                 .build()

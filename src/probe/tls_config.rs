@@ -1,0 +1,120 @@
+//! TLS client settings shared by the probes: the system roots (built once), a configured CA
+//! file, or `insecure_skip_verify`. ring is the crypto provider (no C toolchain for aws-lc).
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn finish(config: rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// TLS settings with the operating system's trusted roots, built once at start-up.
+pub fn system_tls_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    for error in &loaded.errors {
+        tracing::warn!(%error, "could not load some system root certificates");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        tracing::warn!("no system root certificates found: HTTPS checks will fail verification unless they set ca_file");
+    }
+    root_config(roots)
+}
+
+fn root_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    // The ring provider supports the safe default versions, so this cannot fail.
+    match rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => finish(builder.with_root_certificates(roots).with_no_client_auth()),
+        Err(e) => unreachable!("ring supports the default protocol versions: {e}"),
+    }
+}
+
+pub fn ca_tls_config(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read ca_file {path:?}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file {path:?} is not valid PEM: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("ca_file {path:?} holds no usable certificate"));
+    }
+    Ok(root_config(roots))
+}
+
+pub fn insecure_tls_config() -> Arc<rustls::ClientConfig> {
+    let provider = provider();
+    let verifier = Arc::new(AcceptAnyCert(Arc::clone(&provider)));
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth(),
+        ),
+        Err(e) => unreachable!("ring supports the default protocol versions: {e}"),
+    }
+}
+
+/// For `insecure_skip_verify`: accepts any certificate but still checks the handshake
+/// signatures, so the connection is a real TLS one.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -233,6 +233,63 @@ mod tests {
         }
     }
 
+    fn catalog(targets: &str) -> Catalog {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("iocwatch.yaml");
+        let text = format!("areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{targets}");
+        std::fs::write(&path, text).expect("write");
+        crate::config::load(&path).expect("valid config")
+    }
+
+    fn target(id: &str, port: u16, interval: &str) -> String {
+        format!("  - {{id: {id}, area: \"15\", address: 127.0.0.1, interval: {interval}, checks: [tcp: {{port: {port}, name: svc}}]}}\n")
+    }
+
+    /// Reload keeps the task (and so the schedule) of an unchanged check, restarts a changed
+    /// one and stops a removed one. Nothing is awaited, so no probe runs.
+    #[tokio::test]
+    async fn apply_keeps_unchanged_checks_and_replaces_the_rest() {
+        let (results, _inbox) = mpsc::channel(16);
+        let registry = prometheus::Registry::new();
+        let metrics = Arc::new(AgentMetrics::register(&registry).expect("metrics"));
+        let shutdown = CancellationToken::new();
+        let mut scheduler = Scheduler::new(
+            Arc::new(ProbeContext::new()),
+            results,
+            metrics,
+            TaskTracker::new(),
+            shutdown.clone(),
+        );
+        let first = catalog(
+            &(target("same", 1, "1h") + &target("changed", 2, "1h") + &target("removed", 3, "1h")),
+        );
+        scheduler.apply(&first);
+        let token = |s: &Scheduler, id: &str| {
+            let key = CheckKey {
+                target: Arc::from(id),
+                check: Arc::from("svc"),
+            };
+            s.running.get(&key).map(|r| r.stop.clone())
+        };
+        let same = token(&scheduler, "same").expect("running");
+        let changed = token(&scheduler, "changed").expect("running");
+        let removed = token(&scheduler, "removed").expect("running");
+
+        // `changed` gets a new interval; `removed` goes; a target is added.
+        let second = catalog(
+            &(target("same", 1, "1h") + &target("changed", 2, "2h") + &target("added", 4, "1h")),
+        );
+        scheduler.apply(&second);
+        assert!(!same.is_cancelled(), "unchanged check keeps its task");
+        assert!(changed.is_cancelled() && removed.is_cancelled());
+        let new_changed = token(&scheduler, "changed").expect("restarted");
+        assert!(!new_changed.is_cancelled());
+        assert!(token(&scheduler, "added").is_some());
+        assert!(token(&scheduler, "removed").is_none());
+        assert_eq!(scheduler.running(), 3);
+        shutdown.cancel();
+    }
+
     #[test]
     fn splay_is_stable_and_within_the_interval() {
         let interval = Duration::from_secs(30);

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Shard};
 use crate::config::{self, ConfigErrors};
 use crate::metrics::AgentMetrics;
 use crate::probe::ProbeContext;
@@ -33,6 +33,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Reload when a config file changes.
     pub watch: bool,
+    /// Probe only this shard's targets (several agents sharing one config).
+    pub shard: Option<Shard>,
 }
 
 impl Options {
@@ -43,6 +45,7 @@ impl Options {
             telemetry_path: "/metrics".to_owned(),
             shutdown_grace: Duration::from_secs(10),
             watch: true,
+            shard: None,
         }
     }
 }
@@ -89,7 +92,7 @@ impl Agent {
 
 /// Loads the config, starts every task and returns once the agent serves.
 pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agent, AppError> {
-    let catalog = Arc::new(config::load(&options.config)?);
+    let catalog = Arc::new(load(&options.config, options.shard)?);
     let registry = Registry::new();
     let metrics = Arc::new(AgentMetrics::register(&registry)?);
     mark_reload(&metrics, true);
@@ -150,6 +153,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     };
     let mut control = Control {
         config: options.config.clone(),
+        shard: options.shard,
         catalog,
         scheduler,
         results,
@@ -176,6 +180,15 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Ap
     Ok(())
 }
 
+/// Loads the config, keeping only this agent's shard of the targets.
+fn load(path: &Path, shard: Option<Shard>) -> Result<Catalog, ConfigErrors> {
+    let catalog = config::load(path)?;
+    Ok(match shard {
+        Some(shard) => catalog.into_shard(shard),
+        None => catalog,
+    })
+}
+
 fn mark_reload(metrics: &AgentMetrics, ok: bool) {
     metrics.reload_successful.set(i64::from(ok));
     metrics
@@ -193,6 +206,7 @@ fn mark_reload(metrics: &AgentMetrics, ok: bool) {
 /// Owns the scheduler and the running catalog; the only place a reload happens.
 struct Control {
     config: PathBuf,
+    shard: Option<Shard>,
     catalog: Arc<Catalog>,
     scheduler: Scheduler,
     results: mpsc::Sender<StateMsg>,
@@ -230,8 +244,8 @@ impl Control {
 
     /// Loads the config again; applies it whole, or keeps the running one.
     async fn reload(&mut self, cause: &str) -> Result<(), String> {
-        let path = self.config.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+        let (path, shard) = (self.config.clone(), self.shard);
+        let loaded = tokio::task::spawn_blocking(move || load(&path, shard)).await;
         let loaded = match loaded {
             Ok(result) => result,
             Err(e) => Err(ConfigErrors(vec![config::ConfigError {

@@ -88,6 +88,43 @@ impl Catalog {
     pub fn target_index(&self, key: &CheckKey) -> Option<usize> {
         self.by_key.get(key).map(|&(t, _)| t)
     }
+
+    /// Keeps only the targets this shard owns; areas and systems stay whole so that every
+    /// shard exports the same area tree and Prometheus can sum the rollups across shards.
+    pub fn into_shard(self, shard: Shard) -> Catalog {
+        let Catalog {
+            settings,
+            areas,
+            systems,
+            mut targets,
+            schema,
+            sources,
+            watch_dirs,
+            ..
+        } = self;
+        targets.retain(|t| shard.owns(&t.id));
+        Catalog::new(
+            settings, areas, systems, targets, schema, sources, watch_dirs,
+        )
+    }
+}
+
+/// One of `count` agents sharing a config: `--shard.index K --shard.count N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether this shard probes the target. FNV-1a of the id: unlike std's hasher it is the
+    /// same in every build, so agents of different versions still split the targets the same way.
+    pub fn owns(&self, target_id: &str) -> bool {
+        let hash = target_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        hash % u64::from(self.count.max(1)) == u64::from(self.index)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +199,37 @@ impl LabelSchema {
             .chain(self.levels.iter().map(String::as_str))
             .chain(self.target_labels.iter().map(String::as_str))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_split_targets_once_and_evenly() {
+        let count = 3;
+        let mut per_shard = [0u32; 3];
+        for i in 0..3000 {
+            let id = format!("ubnd-{i:05}");
+            let owners: Vec<u32> = (0..count)
+                .filter(|&k| Shard { index: k, count }.owns(&id))
+                .collect();
+            assert_eq!(owners.len(), 1, "{id} owned by {owners:?}");
+            per_shard[owners[0] as usize] += 1;
+        }
+        assert!(
+            per_shard.iter().all(|n| (900..1100).contains(n)),
+            "{per_shard:?}"
+        );
+        // Stable across builds: pinned values.
+        assert!(Shard { index: 0, count: 1 }.owns("anything"));
+        let pinned: Vec<bool> = ["dc-core", "tslcd-gw", "ubnd-02947"]
+            .iter()
+            .map(|id| Shard { index: 1, count: 2 }.owns(id))
+            .collect();
+        // Computed independently (Python) from the FNV-1a definition.
+        assert_eq!(pinned, vec![false, false, true]);
     }
 }
 

@@ -33,6 +33,23 @@ struct Cli {
     /// Path under which metrics are served.
     #[arg(long = "web.telemetry-path", global = true, default_value = "/metrics")]
     telemetry_path: String,
+    /// This agent's shard, 0-based (several agents sharing one config; in Kubernetes the
+    /// StatefulSet pod index).
+    #[arg(
+        long = "shard.index",
+        env = "IOCWATCH_SHARD_INDEX",
+        global = true,
+        requires = "shard_count"
+    )]
+    shard_index: Option<u32>,
+    /// How many shards share the config.
+    #[arg(
+        long = "shard.count",
+        env = "IOCWATCH_SHARD_COUNT",
+        global = true,
+        requires = "shard_index"
+    )]
+    shard_count: Option<u32>,
     #[arg(long = "log.level", global = true, default_value = "info")]
     log_level: LogLevel,
     #[arg(long = "log.format", global = true, default_value = "logfmt")]
@@ -154,6 +171,13 @@ async fn run(cli: &Cli) -> ExitCode {
     let mut options = iocwatch::Options::new(&cli.config);
     options.listen = (!cli.listen.is_empty()).then(|| cli.listen.clone());
     options.telemetry_path = cli.telemetry_path.clone();
+    if let (Some(index), Some(count)) = (cli.shard_index, cli.shard_count) {
+        if count == 0 || index >= count {
+            eprintln!("--shard.index {index} must be below --shard.count {count}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        options.shard = Some(iocwatch::catalog::Shard { index, count });
+    }
     let agent = match iocwatch::start(options, shutdown.clone()).await {
         Ok(agent) => agent,
         Err(iocwatch::AppError::Config(errors)) => {

@@ -339,3 +339,44 @@ async fn reload_applies_good_configs_and_refuses_bad_ones() {
     assert!(m.has("iocwatch_probe_success", &[("target", "commune-uplink")]));
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_targets_between_agents() {
+    let mut targets = String::from("areas: [{code: \"15\", name: Lào Cai}]\ntargets:\n");
+    for i in 0..20 {
+        targets.push_str(&format!("  - {{id: t{i}, area: \"15\", address: 127.0.0.1, interval: 1s, checks: [tcp: {{port: 1}}]}}\n"));
+    }
+    let files = [("iocwatch.yaml", targets.as_str())];
+    let mut owned = Vec::new();
+    for index in 0..2 {
+        let agent = TestAgent::start_with(&files, |o| {
+            o.shard = Some(iocwatch::catalog::Shard { index, count: 2 })
+        })
+        .await;
+        let m = agent.metrics().await;
+        let configured = m
+            .value("iocwatch_checks_configured", &[("kind", "tcp")])
+            .expect("gauge");
+        let m = agent
+            .wait_for(WAIT, "every owned check to report", |m| {
+                m.values("iocwatch_probe_success", &[]).len() as f64 == configured
+            })
+            .await;
+        let ids: Vec<String> = (0..20)
+            .map(|i| format!("t{i}"))
+            .filter(|id| m.has("iocwatch_probe_success", &[("target", id)]))
+            .collect();
+        owned.push(ids);
+        agent.stop().await;
+    }
+    assert!(!owned[0].is_empty() && !owned[1].is_empty(), "{owned:?}");
+    let mut all: Vec<&String> = owned.iter().flatten().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        20,
+        "every target probed exactly once across shards: {owned:?}"
+    );
+    assert_eq!(owned[0].len() + owned[1].len(), 20);
+}

@@ -22,12 +22,21 @@ pub struct TestAgent {
 impl TestAgent {
     /// Writes `files` (the first is the main config) and starts an agent on them.
     pub async fn start(files: &[(&str, &str)]) -> TestAgent {
+        Self::start_with(files, |_| {}).await
+    }
+
+    /// Like `start`, with a chance to change the options first.
+    pub async fn start_with(
+        files: &[(&str, &str)],
+        adjust: impl FnOnce(&mut iocwatch::Options),
+    ) -> TestAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, text) in files {
             write(&dir.path().join(name), text);
         }
         let mut options = iocwatch::Options::new(dir.path().join(files[0].0));
         options.listen = Some(vec!["127.0.0.1:0".parse().expect("addr")]);
+        adjust(&mut options);
         let shutdown = CancellationToken::new();
         let agent = iocwatch::start(options, shutdown.clone())
             .await

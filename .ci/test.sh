@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: ip (network namespaces for test hosts), kill (signals).
-packages=(iproute2 procps ca-certificates)
+# Debian packages the tests use: ip (network namespaces for test hosts), kill (signals),
+# chromium (renders the status page).
+packages=(iproute2 procps ca-certificates chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

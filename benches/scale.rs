@@ -103,7 +103,7 @@ fn main() {
     );
 
     let started = Instant::now();
-    state.update_rollups();
+    state.update_rollups(true);
     println!(
         "rollups over the area tree: {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3

@@ -108,6 +108,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     let tracker = TaskTracker::new();
     let (results, inbox) = mpsc::channel(8192);
     let state = State::new(registry.clone(), Arc::clone(&catalog))?;
+    let status = state.subscribe();
     tracker.spawn(state::run(state, inbox, shutdown.clone()));
 
     let mut scheduler = Scheduler::new(
@@ -142,6 +143,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         ready,
         reload: reload_tx,
         telemetry_path: options.telemetry_path.clone(),
+        status,
     };
     tracker.spawn(server::serve(listeners, server_state, shutdown.clone()));
 

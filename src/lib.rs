@@ -25,5 +25,6 @@ pub mod probe;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod status;
 
 pub use app::{run, start, Agent, AppError, Options};

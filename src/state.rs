@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CheckKey, Target};
 use crate::metrics::{CheckMetrics, CheckSeries, RollupMetrics};
 use crate::probe::Outcome;
+use crate::status::{self, Counts, LastResult, Status};
 
 /// A finished probe round, as sent by the scheduler.
 #[derive(Debug)]
@@ -28,7 +29,8 @@ pub enum StateMsg {
 }
 
 /// How a target is doing, from the last result of each of its checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TargetState {
     Up,
     Degraded,
@@ -56,7 +58,10 @@ impl TargetState {
 
 pub struct State {
     catalog: Arc<Catalog>,
-    last_success: HashMap<CheckKey, bool>,
+    last: HashMap<CheckKey, LastResult>,
+    /// Each target's state and since when, as of the last rollup.
+    states: HashMap<Arc<str>, (TargetState, SystemTime)>,
+    status: watch::Sender<Arc<Status>>,
     /// Metric handles per check, so recording a result does no label hashing.
     series: HashMap<CheckKey, CheckSeries>,
     registry: Registry,
@@ -75,7 +80,9 @@ impl State {
         let rollups = RollupMetrics::register(&registry)?;
         let mut state = State {
             catalog: Arc::clone(&catalog),
-            last_success: HashMap::new(),
+            last: HashMap::new(),
+            states: HashMap::new(),
+            status: watch::Sender::new(Arc::new(Status::default())),
             series: HashMap::new(),
             registry,
             checks,
@@ -86,7 +93,7 @@ impl State {
             dirty: true,
         };
         state.update_info();
-        state.update_rollups();
+        state.update_rollups(true);
         Ok(state)
     }
 
@@ -114,7 +121,9 @@ impl State {
                 }
             }
         }
-        self.last_success.retain(|key, _| new.check(key).is_some());
+        self.last.retain(|key, _| new.check(key).is_some());
+        self.states
+            .retain(|id, _| new.targets.iter().any(|t| t.id == *id));
         self.catalog = new;
         self.update_info();
         self.dirty = true;
@@ -131,8 +140,14 @@ impl State {
             CheckSeries::new(checks, check.kind, Arc::clone(&check.label_values))
         });
         series.record(checks, &result.outcome, unix_seconds(result.finished));
-        let ok = result.outcome.success();
-        if self.last_success.insert(result.key, ok) != Some(ok) {
+        let last = LastResult {
+            failure: result.outcome.failure,
+            duration_seconds: result.outcome.duration.as_secs_f64(),
+            finished: result.finished,
+        };
+        let ok = last.failure.is_none();
+        let before = self.last.insert(result.key, last);
+        if before.map(|b| b.failure.is_none()) != Some(ok) {
             self.dirty = true;
         }
     }
@@ -140,9 +155,9 @@ impl State {
     pub fn target_state(&self, target: &Target) -> TargetState {
         let (mut known, mut up) = (0usize, 0usize);
         for check in &target.checks {
-            if let Some(&ok) = self.last_success.get(&check.key) {
+            if let Some(last) = self.last.get(&check.key) {
                 known += 1;
-                up += usize::from(ok);
+                up += usize::from(last.failure.is_none());
             }
         }
         match (known, up) {
@@ -153,42 +168,56 @@ impl State {
         }
     }
 
-    /// Recounts targets per state for every area (the whole subtree) and every system.
-    pub fn update_rollups(&mut self) {
-        if !self.dirty {
+    /// A receiver of the status snapshots, for the status page and the API.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.subscribe()
+    }
+
+    /// Recounts targets per state for every area (the whole subtree) and every system, and
+    /// publishes a fresh status snapshot. Cheap when nothing changed, unless `force`.
+    pub fn update_rollups(&mut self, force: bool) {
+        if !self.dirty && !force {
             return;
         }
         self.dirty = false;
+        let now = SystemTime::now();
         let areas = &self.catalog.areas;
-        let mut area_counts: HashMap<(usize, TargetState), i64> = HashMap::new();
-        let mut system_counts: HashMap<(usize, TargetState), i64> = HashMap::new();
+        let mut area_counts: HashMap<usize, Counts> = HashMap::new();
+        let mut system_counts: HashMap<usize, Counts> = HashMap::new();
         for target in &self.catalog.targets {
             let state = self.target_state(target);
+            let entry = self
+                .states
+                .entry(Arc::clone(&target.id))
+                .or_insert((state, now));
+            if entry.0 != state {
+                *entry = (state, now);
+            }
             for area in areas.ancestors(target.area) {
-                *area_counts.entry((area, state)).or_default() += 1;
+                area_counts.entry(area).or_default().add(state);
             }
             if let Some(system) = target.system {
-                *system_counts.entry((system, state)).or_default() += 1;
+                system_counts.entry(system).or_default().add(state);
             }
         }
         let mut series = HashSet::new();
         for (id, area) in areas.iter() {
+            let counts = area_counts.get(&id).copied().unwrap_or_default();
             for state in TargetState::ALL {
-                let n = area_counts.get(&(id, state)).copied().unwrap_or(0);
                 self.rollups
                     .area_targets
                     .with_label_values(&[area.code.as_str(), state.as_str()])
-                    .set(n);
+                    .set(i64::from(counts_of(&counts, state)));
                 series.insert((true, area.code.clone(), state.as_str()));
             }
         }
         for (id, system) in self.catalog.systems.iter().enumerate() {
+            let counts = system_counts.get(&id).copied().unwrap_or_default();
             for state in TargetState::ALL {
-                let n = system_counts.get(&(id, state)).copied().unwrap_or(0);
                 self.rollups
                     .system_targets
                     .with_label_values(&[system.id.as_str(), state.as_str()])
-                    .set(n);
+                    .set(i64::from(counts_of(&counts, state)));
                 series.insert((false, system.id.clone(), state.as_str()));
             }
         }
@@ -201,6 +230,14 @@ impl State {
             let _ = family.remove_label_values(&[name.as_str(), state]);
         }
         self.rollup_series = series;
+        let snapshot = status::build(
+            &self.catalog,
+            &self.last,
+            &self.states,
+            &area_counts,
+            &system_counts,
+        );
+        self.status.send_replace(Arc::new(snapshot));
     }
 
     fn update_info(&mut self) {
@@ -241,6 +278,15 @@ impl State {
     }
 }
 
+fn counts_of(counts: &Counts, state: TargetState) -> u32 {
+    match state {
+        TargetState::Up => counts.up,
+        TargetState::Degraded => counts.degraded,
+        TargetState::Down => counts.down,
+        TargetState::Unknown => counts.unknown,
+    }
+}
+
 /// Sets `new` series to 1 and removes those of `old` that are gone.
 fn replace_series(
     family: &prometheus::IntGaugeVec,
@@ -265,12 +311,15 @@ fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 /// Runs the state owner until cancelled: results and catalogs in, metrics out. Rollups are
-/// recomputed at most once a second, so a burst of results costs one walk of the tree.
+/// recomputed at most once a second, so a burst of results costs one walk of the tree; the
+/// status snapshot is refreshed at least every few seconds so last results stay current.
 pub async fn run(
     mut state: State,
     mut inbox: mpsc::Receiver<StateMsg>,
     shutdown: CancellationToken,
 ) {
+    const SNAPSHOT_EVERY_TICKS: u64 = 5;
+    let mut ticks: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -284,7 +333,10 @@ pub async fn run(
                 }
                 None => break,
             },
-            _ = tick.tick() => state.update_rollups(),
+            _ = tick.tick() => {
+                ticks += 1;
+                state.update_rollups(ticks % SNAPSHOT_EVERY_TICKS == 0);
+            }
             () = shutdown.cancelled() => break,
         }
     }

@@ -24,7 +24,9 @@ pub use tcp::{TcpConfig, TcpProbe};
 use crate::config::FieldError;
 
 /// The kinds of probe iocwatch knows; used as the `kind` label and for per-kind limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Icmp,

@@ -1,17 +1,22 @@
-//! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload` and a landing page.
-//! It reads shared snapshots and sends reload requests; it owns no state of its own.
+//! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the status page
+//! at `/` and `/api/v1/status`. It reads shared snapshots and sends reload requests; it owns
+//! no state of its own.
+
+mod page;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::status::Status;
 use tokio_util::sync::CancellationToken;
 
 /// A reload asked for over HTTP; the answer is the error text of a refused config.
@@ -23,12 +28,14 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub telemetry_path: String,
+    pub status: watch::Receiver<Arc<Status>>,
 }
 
 pub fn router(state: ServerState) -> Router {
     let telemetry = state.telemetry_path.clone();
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(status_page))
+        .route("/api/v1/status", get(status_json))
         // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
         .route(
             &telemetry,
@@ -99,15 +106,21 @@ async fn reload(State(state): State<ServerState>) -> Response {
     }
 }
 
-async fn landing(State(state): State<ServerState>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>iocwatch</title></head>\
-         <body><h1>iocwatch</h1><p>Giám sát hạ tầng và hệ thống dùng chung — monitoring agent for \
-         provincial operations centres.</p><ul>\
-         <li><a href=\"{0}\">{0}</a> — metrics</li>\
-         <li><a href=\"/-/healthy\">/-/healthy</a></li><li><a href=\"/-/ready\">/-/ready</a></li>\
-         </ul><p>version {1}</p></body></html>",
-        state.telemetry_path,
-        env!("CARGO_PKG_VERSION")
-    ))
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+}
+
+async fn status_page(
+    State(state): State<ServerState>,
+    Query(query): Query<PageQuery>,
+) -> Html<String> {
+    let snapshot = Arc::clone(&state.status.borrow());
+    let english = query.lang.as_deref() == Some("en");
+    Html(page::render(&snapshot, english, &state.telemetry_path))
+}
+
+async fn status_json(State(state): State<ServerState>) -> Response {
+    let snapshot = Arc::clone(&state.status.borrow());
+    axum::Json(&*snapshot).into_response()
 }

@@ -1,0 +1,366 @@
+//! The status page for the wall screen and a phone: server-rendered HTML, no JavaScript, a
+//! meta refresh. Vietnamese by default, English with `?lang=en`.
+
+use std::fmt::Write as _;
+
+use crate::state::TargetState;
+use crate::status::{Counts, Status};
+
+/// Rows of the target table; beyond this the page points at the JSON API.
+const MAX_TARGET_ROWS: usize = 300;
+const REFRESH_SECONDS: u32 = 15;
+
+struct Texts {
+    lang: &'static str,
+    title: &'static str,
+    total: &'static str,
+    up: &'static str,
+    degraded: &'static str,
+    down: &'static str,
+    unknown: &'static str,
+    incidents: &'static str,
+    no_incidents: &'static str,
+    target: &'static str,
+    area: &'static str,
+    state: &'static str,
+    since: &'static str,
+    cause: &'static str,
+    affects: &'static str,
+    behind: &'static str,
+    systems: &'static str,
+    areas: &'static str,
+    targets: &'static str,
+    checks: &'static str,
+    more: &'static str,
+    updated: &'static str,
+    switch: (&'static str, &'static str),
+    ago: fn(f64) -> String,
+}
+
+const VI: Texts = Texts {
+    lang: "vi",
+    title: "Tình trạng kết nối và hệ thống dùng chung",
+    total: "Tổng số",
+    up: "Hoạt động",
+    degraded: "Suy giảm",
+    down: "Mất kết nối",
+    unknown: "Chưa rõ",
+    incidents: "Sự cố hiện tại",
+    no_incidents: "Không có sự cố.",
+    target: "Đối tượng",
+    area: "Địa bàn",
+    state: "Trạng thái",
+    since: "Từ",
+    cause: "Lỗi",
+    affects: "ảnh hưởng {} đối tượng",
+    behind: "do sự cố tại",
+    systems: "Hệ thống dùng chung",
+    areas: "Địa bàn",
+    targets: "Đối tượng giám sát",
+    checks: "Kiểm tra",
+    more: "… và {} đối tượng khác",
+    updated: "Cập nhật",
+    switch: ("?lang=en", "English"),
+    ago: ago_vi,
+};
+
+const EN: Texts = Texts {
+    lang: "en",
+    title: "Links and shared systems",
+    total: "Total",
+    up: "Up",
+    degraded: "Degraded",
+    down: "Down",
+    unknown: "Unknown",
+    incidents: "Current incidents",
+    no_incidents: "No incidents.",
+    target: "Target",
+    area: "Area",
+    state: "State",
+    since: "Since",
+    cause: "Reason",
+    affects: "affects {} targets",
+    behind: "behind",
+    systems: "Shared systems",
+    areas: "Areas",
+    targets: "Targets",
+    checks: "Checks",
+    more: "… and {} more",
+    updated: "Updated",
+    switch: ("?lang=vi", "Tiếng Việt"),
+    ago: ago_en,
+};
+
+fn ago_vi(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} giây trước"),
+        s if s < 3600.0 => format!("{:.0} phút trước", s / 60.0),
+        s if s < 86400.0 => format!("{:.0} giờ trước", s / 3600.0),
+        s => format!("{:.0} ngày trước", s / 86400.0),
+    }
+}
+
+fn ago_en(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} s ago"),
+        s if s < 3600.0 => format!("{:.0} min ago", s / 60.0),
+        s if s < 86400.0 => format!("{:.0} h ago", s / 3600.0),
+        s => format!("{:.0} days ago", s / 86400.0),
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn state_name(t: &Texts, state: TargetState) -> &'static str {
+    match state {
+        TargetState::Up => t.up,
+        TargetState::Degraded => t.degraded,
+        TargetState::Down => t.down,
+        TargetState::Unknown => t.unknown,
+    }
+}
+
+fn badge(t: &Texts, state: TargetState) -> String {
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        state.as_str(),
+        state_name(t, state)
+    )
+}
+
+fn counts(counts: &Counts) -> String {
+    format!(
+        "<span class=\"counts\"><b class=\"up\">{}</b>/{}{}{}</span>",
+        counts.up,
+        counts.total(),
+        if counts.down > 0 {
+            format!(" <b class=\"down\">▼{}</b>", counts.down)
+        } else {
+            String::new()
+        },
+        if counts.degraded > 0 {
+            format!(" <b class=\"degraded\">◆{}</b>", counts.degraded)
+        } else {
+            String::new()
+        },
+    )
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#10151c;color:#e8edf3}\
+header{padding:12px 20px;background:#1b2430;display:flex;flex-wrap:wrap;align-items:baseline;gap:16px}\
+h1{font-size:1.4em;margin:0}h2{font-size:1.15em;margin:18px 0 8px}main{padding:0 20px 20px}\
+a{color:#8cc4ff}.tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{background:#1b2430;border-radius:8px;\
+padding:10px 16px;min-width:120px}.tile b{display:block;font-size:2em}.up{color:#4cd07d}.degraded{color:#f4b740}\
+.down{color:#ff5c5c}.unknown{color:#9aa5b1}.badge{border-radius:4px;padding:1px 6px;font-size:.85em;color:#10151c}\
+.badge.up{background:#4cd07d}.badge.degraded{background:#f4b740}.badge.down{background:#ff5c5c}\
+.badge.unknown{background:#9aa5b1}table{border-collapse:collapse;width:100%}td,th{text-align:left;\
+padding:4px 8px;border-bottom:1px solid #263241;vertical-align:top}th{color:#9aa5b1;font-weight:normal}\
+.tree div{padding:2px 0}.muted{color:#9aa5b1}.counts{margin-left:8px}.tile .counts b{display:inline;font-size:1em}\
+@media (max-width:700px){.hide-narrow{display:none}}";
+
+/// Renders the whole page.
+pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
+    let t = if english { &EN } else { &VI };
+    let now = status.generated_at;
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+         <title>iocwatch — {title}</title><style>{STYLE}</style></head><body>\
+         <header><h1>{title}</h1><span class=\"muted\">iocwatch {version}</span>\
+         <a href=\"{href}\">{switch}</a></header><main>",
+        lang = t.lang,
+        title = t.title,
+        version = env!("CARGO_PKG_VERSION"),
+        href = t.switch.0,
+        switch = t.switch.1,
+    );
+
+    let s = &status.summary;
+    let _ = write!(
+        h,
+        "<div class=\"tiles\" id=\"summary\">\
+         <div class=\"tile\">{}<b>{}</b></div><div class=\"tile up\">{}<b>{}</b></div>\
+         <div class=\"tile degraded\">{}<b>{}</b></div><div class=\"tile down\">{}<b>{}</b></div>\
+         <div class=\"tile unknown\">{}<b>{}</b></div></div>",
+        t.total,
+        s.total(),
+        t.up,
+        s.up,
+        t.degraded,
+        s.degraded,
+        t.down,
+        s.down,
+        t.unknown,
+        s.unknown
+    );
+
+    let _ = write!(h, "<h2>{}</h2>", t.incidents);
+    if status.incidents.is_empty() {
+        let _ = write!(h, "<p class=\"up\">{}</p>", t.no_incidents);
+    } else {
+        let _ = write!(
+            h,
+            "<table id=\"incidents\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            t.target, t.area, t.state, t.since, t.cause
+        );
+        for i in &status.incidents {
+            let mut cause = esc(&i.reasons.join(", "));
+            if i.affected > 0 {
+                let _ = write!(
+                    cause,
+                    " — <b>{}</b>",
+                    t.affects.replace("{}", &i.affected.to_string())
+                );
+            }
+            if let Some(upstream) = &i.behind {
+                let _ = write!(
+                    cause,
+                    " <span class=\"muted\">({} {})</span>",
+                    t.behind,
+                    esc(upstream)
+                );
+            }
+            let _ = write!(
+                h,
+                "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(i.name.as_deref().unwrap_or(&i.target)),
+                esc(&i.target),
+                esc(&i.area_name),
+                badge(t, i.state),
+                (t.ago)(now - i.since),
+                cause
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    if !status.systems.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>{}</h2><div class=\"tiles\" id=\"systems\">",
+            t.systems
+        );
+        for sys in &status.systems {
+            let _ = write!(
+                h,
+                "<div class=\"tile\"><span class=\"{}\">●</span> {}{}</div>",
+                sys.state.as_str(),
+                esc(&sys.name),
+                counts(&sys.targets)
+            );
+        }
+        h.push_str("</div>");
+    }
+
+    let _ = write!(h, "<h2>{}</h2><div class=\"tree\" id=\"areas\">", t.areas);
+    for a in &status.areas {
+        let _ = write!(
+            h,
+            "<div style=\"padding-left:{}em\"><span class=\"{}\">●</span> {} <span class=\"muted\">{}</span>{}</div>",
+            a.depth * 2,
+            a.state.as_str(),
+            esc(&a.name),
+            esc(&a.code),
+            counts(&a.targets)
+        );
+    }
+    h.push_str("</div>");
+
+    let _ = write!(
+        h,
+        "<h2>{}</h2><table id=\"targets\"><tr><th>{}</th><th class=\"hide-narrow\">{}</th><th>{}</th><th>{}</th></tr>",
+        t.targets, t.target, t.area, t.state, t.checks
+    );
+    // Problems first, so a phone screen shows them without scrolling the healthy ones.
+    let mut order: Vec<_> = status.targets.iter().collect();
+    order.sort_by_key(|x| match x.state {
+        TargetState::Down => 0,
+        TargetState::Degraded => 1,
+        TargetState::Unknown => 2,
+        TargetState::Up => 3,
+    });
+    for target in order.iter().take(MAX_TARGET_ROWS) {
+        let mut checks = String::new();
+        for c in &target.checks {
+            let (mark, class) = match c.success {
+                Some(true) => ("✓", "up"),
+                Some(false) => ("✗", "down"),
+                None => ("…", "unknown"),
+            };
+            let _ = write!(
+                checks,
+                "<span class=\"{class}\">{mark}</span> {}",
+                esc(&c.name)
+            );
+            if let Some(reason) = c.reason {
+                let _ = write!(checks, " ({reason})");
+            }
+            if let Some(d) = c.duration_seconds {
+                let _ = write!(checks, " <span class=\"muted\">{:.0} ms</span>", d * 1000.0);
+            }
+            checks.push_str("<br>");
+        }
+        let _ = write!(
+            h,
+            "<tr><td>{}<br><span class=\"muted\">{}</span></td><td class=\"hide-narrow\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(target.name.as_deref().unwrap_or(&target.id)),
+            esc(&target.id),
+            esc(&target.area),
+            badge(t, target.state),
+            checks
+        );
+    }
+    h.push_str("</table>");
+    if order.len() > MAX_TARGET_ROWS {
+        let _ = write!(
+            h,
+            "<p class=\"muted\">{} — <a href=\"/api/v1/status\">/api/v1/status</a></p>",
+            t.more
+                .replace("{}", &(order.len() - MAX_TARGET_ROWS).to_string())
+        );
+    }
+    let _ = write!(
+        h,
+        "<p class=\"muted\">{} {} · <a href=\"{m}\">{m}</a> · <a href=\"/api/v1/status\">/api/v1/status</a> · \
+         <a href=\"/-/healthy\">/-/healthy</a> · <a href=\"/-/ready\">/-/ready</a></p></main></body></html>",
+        t.updated,
+        (t.ago)(0.0),
+        m = esc(telemetry_path),
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(esc("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(esc("Xã Bảo Yên"), "Xã Bảo Yên");
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(ago_vi(30.0), "30 giây trước");
+        assert_eq!(ago_vi(600.0), "10 phút trước");
+        assert_eq!(ago_en(7200.0), "2 h ago");
+    }
+}

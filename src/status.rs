@@ -1,0 +1,285 @@
+//! A read-only snapshot of what the agent knows, for the status page and `/api/v1/status`.
+//! Built by [`crate::state::State`] (the owner of the results) and published through a
+//! `watch` channel; readers never touch the state itself.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CheckKey};
+use crate::probe::{FailureReason, Kind};
+use crate::state::TargetState;
+
+/// The last round of one check.
+#[derive(Debug, Clone, Copy)]
+pub struct LastResult {
+    pub failure: Option<FailureReason>,
+    pub duration_seconds: f64,
+    pub finished: SystemTime,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub generated_at: f64,
+    pub summary: Counts,
+    pub areas: Vec<AreaStatus>,
+    pub systems: Vec<SystemStatus>,
+    /// Targets that are down or degraded, root causes first.
+    pub incidents: Vec<Incident>,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub up: u32,
+    pub degraded: u32,
+    pub down: u32,
+    pub unknown: u32,
+}
+
+impl Counts {
+    pub fn add(&mut self, state: TargetState) {
+        match state {
+            TargetState::Up => self.up += 1,
+            TargetState::Degraded => self.degraded += 1,
+            TargetState::Down => self.down += 1,
+            TargetState::Unknown => self.unknown += 1,
+        }
+    }
+
+    pub fn total(&self) -> u32 {
+        self.up + self.degraded + self.down + self.unknown
+    }
+
+    /// The colour of an area: its worst target.
+    pub fn worst(&self) -> TargetState {
+        if self.down > 0 {
+            TargetState::Down
+        } else if self.degraded > 0 {
+            TargetState::Degraded
+        } else if self.up > 0 {
+            TargetState::Up
+        } else {
+            TargetState::Unknown
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AreaStatus {
+    pub code: String,
+    pub name: String,
+    pub kind: Option<String>,
+    pub parent: Option<String>,
+    pub path: String,
+    pub depth: usize,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub state: TargetState,
+    pub targets: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemStatus {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub state: TargetState,
+    pub targets: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    pub id: String,
+    pub name: Option<String>,
+    pub area: String,
+    pub system: Option<String>,
+    pub state: TargetState,
+    /// When the target entered its current state (unix seconds), as seen by this agent.
+    pub since: f64,
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub success: Option<bool>,
+    pub reason: Option<&'static str>,
+    pub duration_seconds: Option<f64>,
+    pub last_run: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub target: String,
+    pub name: Option<String>,
+    pub area: String,
+    pub area_name: String,
+    pub state: TargetState,
+    pub since: f64,
+    pub reasons: Vec<&'static str>,
+    /// The nearest upstream (`depends_on`, transitively) that is down, if any: then this
+    /// target is probably a consequence, not a cause.
+    pub behind: Option<String>,
+    /// For a root cause: how many targets behind it are down or degraded.
+    pub affected: u32,
+}
+
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Builds the snapshot from the catalog, the last results and each target's state and since.
+pub fn build(
+    catalog: &Catalog,
+    last: &HashMap<CheckKey, LastResult>,
+    states: &HashMap<std::sync::Arc<str>, (TargetState, SystemTime)>,
+    area_counts: &HashMap<usize, Counts>,
+    system_counts: &HashMap<usize, Counts>,
+) -> Status {
+    let areas = &catalog.areas;
+    let state_of = |id: &str| states.get(id).map_or(TargetState::Unknown, |(s, _)| *s);
+    let mut summary = Counts::default();
+    let mut targets = Vec::with_capacity(catalog.targets.len());
+    for target in &catalog.targets {
+        let (state, since) = states
+            .get(&target.id)
+            .copied()
+            .unwrap_or((TargetState::Unknown, UNIX_EPOCH));
+        summary.add(state);
+        targets.push(TargetStatus {
+            id: target.id.to_string(),
+            name: target.name.clone(),
+            area: areas.get(target.area).code.clone(),
+            system: target.system.map(|s| catalog.systems[s].id.clone()),
+            state,
+            since: unix(since),
+            checks: target
+                .checks
+                .iter()
+                .map(|c| {
+                    let r = last.get(&c.key);
+                    CheckStatus {
+                        name: c.key.check.to_string(),
+                        kind: c.kind,
+                        success: r.map(|r| r.failure.is_none()),
+                        reason: r.and_then(|r| r.failure).map(FailureReason::label),
+                        duration_seconds: r.map(|r| r.duration_seconds),
+                        last_run: r.map(|r| unix(r.finished)),
+                    }
+                })
+                .collect(),
+        });
+    }
+
+    // Root causes: walk depends_on upwards to the nearest target that is down.
+    let index: HashMap<&str, usize> = catalog
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&*t.id, i))
+        .collect();
+    let behind = |start: usize| -> Option<usize> {
+        let mut seen = vec![start];
+        let mut queue: Vec<usize> = catalog.targets[start]
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(&**d).copied())
+            .collect();
+        while let Some(t) = queue.pop() {
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            if state_of(&catalog.targets[t].id) == TargetState::Down {
+                return Some(t);
+            }
+            queue.extend(
+                catalog.targets[t]
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| index.get(&**d).copied()),
+            );
+        }
+        None
+    };
+    let mut incidents: Vec<Incident> = Vec::new();
+    let mut affected: HashMap<usize, u32> = HashMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        if !matches!(t.state, TargetState::Down | TargetState::Degraded) {
+            continue;
+        }
+        let upstream = behind(i);
+        if let Some(u) = upstream {
+            *affected.entry(u).or_default() += 1;
+        }
+        let area = areas.get(catalog.targets[i].area);
+        incidents.push(Incident {
+            target: t.id.clone(),
+            name: t.name.clone(),
+            area: area.code.clone(),
+            area_name: area.name.clone(),
+            state: t.state,
+            since: t.since,
+            reasons: t.checks.iter().filter_map(|c| c.reason).collect(),
+            behind: upstream.map(|u| catalog.targets[u].id.to_string()),
+            affected: 0,
+        });
+    }
+    for incident in &mut incidents {
+        if let Some(&i) = index.get(incident.target.as_str()) {
+            incident.affected = affected.get(&i).copied().unwrap_or(0);
+        }
+    }
+    // Root causes first (most affected first), then consequences; oldest first within each.
+    incidents.sort_by(|a, b| {
+        (a.behind.is_some(), std::cmp::Reverse(a.affected))
+            .cmp(&(b.behind.is_some(), std::cmp::Reverse(b.affected)))
+            .then(a.since.total_cmp(&b.since))
+    });
+
+    let area_list = areas
+        .iter()
+        .map(|(id, a)| {
+            let counts = area_counts.get(&id).copied().unwrap_or_default();
+            AreaStatus {
+                code: a.code.clone(),
+                name: a.name.clone(),
+                kind: a.kind.clone(),
+                parent: a.parent.map(|p| areas.get(p).code.clone()),
+                path: areas.path(id),
+                depth: areas.ancestors(id).count() - 1,
+                lat: a.geo.map(|g| g.0),
+                lon: a.geo.map(|g| g.1),
+                state: counts.worst(),
+                targets: counts,
+            }
+        })
+        .collect();
+    let systems = catalog
+        .systems
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let counts = system_counts.get(&i).copied().unwrap_or_default();
+            SystemStatus {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                owner: s.owner.clone(),
+                state: counts.worst(),
+                targets: counts,
+            }
+        })
+        .collect();
+    Status {
+        generated_at: unix(SystemTime::now()),
+        summary,
+        areas: area_list,
+        systems,
+        incidents,
+        targets,
+    }
+}

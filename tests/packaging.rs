@@ -1,0 +1,116 @@
+//! The container and cluster files, checked as far as this machine allows (no container engine
+//! or cluster here): every file they copy or mount exists, the Kubernetes manifests hold what
+//! they must, and the config they ship is a valid iocwatch config.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn dockerfile_copies_what_exists_and_runs_unprivileged() {
+    let dockerfile = read("Dockerfile");
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(
+                root().join(source).exists(),
+                "Dockerfile copies missing {source}"
+            );
+        }
+    }
+    assert!(
+        dockerfile.contains("USER iocwatch"),
+        "runs as a non-root user"
+    );
+    assert!(
+        dockerfile.contains("setcap cap_net_raw+ep"),
+        "ICMP through a file capability only"
+    );
+    assert!(
+        dockerfile.contains("FROM rust:") && dockerfile.contains("AS build"),
+        "multi-stage"
+    );
+}
+
+#[test]
+fn compose_mounts_existing_files_and_keeps_only_net_raw() {
+    let compose: Value =
+        serde_saphyr::from_str(&read("compose.yaml")).expect("compose.yaml parses");
+    let services = compose["services"].as_object().expect("services");
+    for name in ["iocwatch", "prometheus", "alertmanager", "grafana"] {
+        assert!(services.contains_key(name), "service {name}");
+    }
+    for (name, service) in services {
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let spec = volume.as_str().expect("short volume syntax");
+            if let Some(local) = spec.strip_prefix("./") {
+                let path = local.split(':').next().expect("path");
+                assert!(root().join(path).exists(), "{name} mounts missing ./{path}");
+            }
+        }
+    }
+    let iocwatch = &services["iocwatch"];
+    assert_eq!(iocwatch["cap_drop"], serde_json::json!(["ALL"]));
+    assert_eq!(iocwatch["cap_add"], serde_json::json!(["NET_RAW"]));
+}
+
+#[test]
+fn kubernetes_statefulset_shards_by_pod_index_and_ships_a_valid_config() {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&read("deploy/kubernetes/iocwatch.yaml"))
+        .expect("manifests parse");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ConfigMap", "Service", "StatefulSet", "ServiceMonitor"]
+    );
+    let set = &docs[2]["spec"];
+    let container = &set["template"]["spec"]["containers"][0];
+    let env = container["env"].as_array().expect("env");
+    let index = env
+        .iter()
+        .find(|e| e["name"] == "IOCWATCH_SHARD_INDEX")
+        .expect("shard index");
+    assert_eq!(
+        index["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let count = env
+        .iter()
+        .find(|e| e["name"] == "IOCWATCH_SHARD_COUNT")
+        .expect("shard count");
+    assert_eq!(
+        count["value"].as_str(),
+        Some(set["replicas"].to_string().as_str()),
+        "shard count = replicas"
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_RAW"])
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert_eq!(docs[3]["spec"]["endpoints"][0]["port"], "metrics");
+
+    let config = docs[0]["data"]["iocwatch.yaml"]
+        .as_str()
+        .expect("config in the ConfigMap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iocwatch.yaml");
+    std::fs::write(&path, config).expect("write");
+    let catalog =
+        iocwatch::config::load(&path).unwrap_or_else(|e| panic!("ConfigMap config:\n{e}"));
+    assert_eq!(catalog.targets.len(), 1);
+}

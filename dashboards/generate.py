@@ -88,9 +88,14 @@ def dashboard(uid, title, description, panels, variables=()):
 
 def province():
     p = Panels()
-    for state, label in [("up", "Hoạt động"), ("degraded", "Suy giảm"), ("down", "Mất kết nối"), ("unknown", "Chưa rõ")]:
-        p.add("stat", f"Đối tượng {label.lower()}", f"Targets {state} in the province (whole area tree).",
-              [ts(f'sum(iocwatch_area_targets{{area="$province",state="{state}"}})', label, instant=True)], w=6, h=4)
+    p.add("stat", "Tổng số đối tượng", "All targets in the province (whole area tree).",
+          [ts('sum(iocwatch_area_targets{area="$province"})', "Tổng số", instant=True)], w=4, h=4)
+    for state, label in [("up", "Hoạt động"), ("degraded", "Suy giảm"), ("down", "Mất kết nối"),
+                         ("unreachable", "Không truy cập được"), ("unknown", "Chưa rõ")]:
+        p.add("stat", f"Đối tượng {label.lower()}",
+              f"Targets {state} in the province (whole area tree)."
+              + (" Unreachable: down behind an upstream (depends_on) that is down." if state == "unreachable" else ""),
+              [ts(f'sum(iocwatch_area_targets{{area="$province",state="{state}"}})', label, instant=True)], w=4, h=4)
     p.add("geomap", "Bản đồ xã, phường theo tình trạng",
           "Communes and wards coloured by the share of their targets up (green all up, orange some, red most down).",
           [ts('iocwatch_area_info{lat!="",' + 'area_path=~"$province(/.+)?"} * on (area) group_left () '

@@ -35,14 +35,18 @@ pub enum TargetState {
     Up,
     Degraded,
     Down,
+    /// Down, and so is every upstream it `depends_on` (directly or through its upstreams):
+    /// the fault is probably not here.
+    Unreachable,
     Unknown,
 }
 
 impl TargetState {
-    pub const ALL: [TargetState; 4] = [
+    pub const ALL: [TargetState; 5] = [
         TargetState::Up,
         TargetState::Degraded,
         TargetState::Down,
+        TargetState::Unreachable,
         TargetState::Unknown,
     ];
 
@@ -51,6 +55,7 @@ impl TargetState {
             TargetState::Up => "up",
             TargetState::Degraded => "degraded",
             TargetState::Down => "down",
+            TargetState::Unreachable => "unreachable",
             TargetState::Unknown => "unknown",
         }
     }
@@ -152,6 +157,7 @@ impl State {
         }
     }
 
+    /// A target's state from its own checks only.
     pub fn target_state(&self, target: &Target) -> TargetState {
         let (mut known, mut up) = (0usize, 0usize);
         for check in &target.checks {
@@ -166,6 +172,58 @@ impl State {
             (_, 0) => TargetState::Down,
             _ => TargetState::Degraded,
         }
+    }
+
+    /// Each target's state with its upstreams taken into account: a down target all of whose
+    /// direct upstreams are down or unreachable is unreachable. With redundant uplinks
+    /// (`depends_on: [tslcd-gw, internet-gw]`) one working uplink keeps the target `down`,
+    /// its own fault. depends_on is acyclic (the loader refuses cycles), so memoised
+    /// recursion terminates.
+    fn effective_states(&self) -> Vec<TargetState> {
+        let targets = &self.catalog.targets;
+        let index: HashMap<&str, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&*t.id, i))
+            .collect();
+        let own: Vec<TargetState> = targets.iter().map(|t| self.target_state(t)).collect();
+        let mut memo: Vec<Option<TargetState>> = vec![None; targets.len()];
+        fn resolve(
+            i: usize,
+            targets: &[Target],
+            index: &HashMap<&str, usize>,
+            own: &[TargetState],
+            memo: &mut Vec<Option<TargetState>>,
+        ) -> TargetState {
+            if let Some(state) = memo[i] {
+                return state;
+            }
+            let upstreams: Vec<usize> = targets[i]
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(&**d).copied())
+                .collect();
+            let state = if own[i] == TargetState::Down && !upstreams.is_empty() {
+                let all_cut = upstreams.iter().all(|&u| {
+                    matches!(
+                        resolve(u, targets, index, own, memo),
+                        TargetState::Down | TargetState::Unreachable
+                    )
+                });
+                if all_cut {
+                    TargetState::Unreachable
+                } else {
+                    TargetState::Down
+                }
+            } else {
+                own[i]
+            };
+            memo[i] = Some(state);
+            state
+        }
+        (0..targets.len())
+            .map(|i| resolve(i, targets, &index, &own, &mut memo))
+            .collect()
     }
 
     /// A receiver of the status snapshots, for the status page and the API.
@@ -184,8 +242,8 @@ impl State {
         let areas = &self.catalog.areas;
         let mut area_counts: HashMap<usize, Counts> = HashMap::new();
         let mut system_counts: HashMap<usize, Counts> = HashMap::new();
-        for target in &self.catalog.targets {
-            let state = self.target_state(target);
+        let effective = self.effective_states();
+        for (target, &state) in self.catalog.targets.iter().zip(&effective) {
             let entry = self
                 .states
                 .entry(Arc::clone(&target.id))
@@ -283,6 +341,7 @@ fn counts_of(counts: &Counts, state: TargetState) -> u32 {
         TargetState::Up => counts.up,
         TargetState::Degraded => counts.degraded,
         TargetState::Down => counts.down,
+        TargetState::Unreachable => counts.unreachable,
         TargetState::Unknown => counts.unknown,
     }
 }
@@ -338,6 +397,78 @@ pub async fn run(
                 state.update_rollups(ticks % SNAPSHOT_EVERY_TICKS == 0);
             }
             () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Detail, FailureReason};
+
+    fn catalog(targets: &str) -> Arc<Catalog> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("iocwatch.yaml");
+        let text = format!("areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{targets}");
+        std::fs::write(&path, text).expect("write");
+        Arc::new(crate::config::load(&path).expect("valid config"))
+    }
+
+    fn result(target: &str, ok: bool) -> ProbeResult {
+        ProbeResult {
+            key: CheckKey {
+                target: Arc::from(target),
+                check: Arc::from("icmp"),
+            },
+            outcome: Outcome {
+                duration: Duration::from_millis(5),
+                failure: (!ok).then_some(FailureReason::Timeout),
+                detail: Detail::None,
+            },
+            finished: SystemTime::now(),
+        }
+    }
+
+    /// Table: which targets are down → the effective state of each, with a commune on two
+    /// redundant uplinks and a server behind the commune.
+    #[test]
+    fn unreachable_only_when_every_upstream_is_cut() {
+        let t = |id: &str, deps: &str| {
+            format!("  - {{id: {id}, area: \"15\", address: 127.0.0.1, depends_on: [{deps}], checks: [icmp: {{}}]}}\n")
+        };
+        let catalog = catalog(
+            &(t("tslcd", "")
+                + &t("internet", "")
+                + &t("commune", "tslcd, internet")
+                + &t("server", "commune")),
+        );
+        use TargetState::{Down, Unreachable, Up};
+        let cases: [(&[&str], [TargetState; 4]); 5] = [
+            (&[], [Up, Up, Up, Up]),
+            (&["server"], [Up, Up, Up, Down]),
+            (
+                &["tslcd", "commune", "server"],
+                [Down, Up, Down, Unreachable],
+            ),
+            (
+                &["tslcd", "internet", "commune", "server"],
+                [Down, Down, Unreachable, Unreachable],
+            ),
+            (&["tslcd", "internet"], [Down, Down, Up, Up]),
+        ];
+        for (down, expected) in cases {
+            let mut state = State::new(Registry::new(), Arc::clone(&catalog)).expect("state");
+            for id in ["tslcd", "internet", "commune", "server"] {
+                state.record(result(id, !down.contains(&id)));
+            }
+            assert_eq!(state.effective_states(), expected, "down: {down:?}");
+            state.update_rollups(false);
+            let status = state.subscribe().borrow().clone();
+            let want_unreachable = expected.iter().filter(|s| **s == Unreachable).count() as u32;
+            assert_eq!(
+                status.summary.unreachable, want_unreachable,
+                "down: {down:?}"
+            );
         }
     }
 }

@@ -35,6 +35,7 @@ pub struct Counts {
     pub up: u32,
     pub degraded: u32,
     pub down: u32,
+    pub unreachable: u32,
     pub unknown: u32,
 }
 
@@ -44,18 +45,21 @@ impl Counts {
             TargetState::Up => self.up += 1,
             TargetState::Degraded => self.degraded += 1,
             TargetState::Down => self.down += 1,
+            TargetState::Unreachable => self.unreachable += 1,
             TargetState::Unknown => self.unknown += 1,
         }
     }
 
     pub fn total(&self) -> u32 {
-        self.up + self.degraded + self.down + self.unknown
+        self.up + self.degraded + self.down + self.unreachable + self.unknown
     }
 
     /// The colour of an area: its worst target.
     pub fn worst(&self) -> TargetState {
         if self.down > 0 {
             TargetState::Down
+        } else if self.unreachable > 0 {
+            TargetState::Unreachable
         } else if self.degraded > 0 {
             TargetState::Degraded
         } else if self.up > 0 {
@@ -121,9 +125,10 @@ pub struct Incident {
     pub since: f64,
     pub reasons: Vec<&'static str>,
     /// The nearest upstream (`depends_on`, transitively) that is down, if any: then this
-    /// target is probably a consequence, not a cause.
+    /// target is probably a consequence, not a cause (and `unreachable` when all its
+    /// upstreams are cut).
     pub behind: Option<String>,
-    /// For a root cause: how many targets behind it are down or degraded.
+    /// For a root cause: how many targets behind it are down, unreachable or degraded.
     pub affected: u32,
 }
 
@@ -209,7 +214,10 @@ pub fn build(
     let mut incidents: Vec<Incident> = Vec::new();
     let mut affected: HashMap<usize, u32> = HashMap::new();
     for (i, t) in targets.iter().enumerate() {
-        if !matches!(t.state, TargetState::Down | TargetState::Degraded) {
+        if !matches!(
+            t.state,
+            TargetState::Down | TargetState::Unreachable | TargetState::Degraded
+        ) {
             continue;
         }
         let upstream = behind(i);

@@ -71,7 +71,9 @@ async fn api_status_names_root_causes_and_affected_targets() {
         assert!(tokio::time::Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(status["summary"]["down"], 2);
+    // The gateway is down; the commune behind it is unreachable, not a second fault.
+    assert_eq!(status["summary"]["down"], 1);
+    assert_eq!(status["summary"]["unreachable"], 1);
     assert_eq!(status["summary"]["up"], 1);
     let root = &status["incidents"][0];
     assert_eq!(root["target"], "tslcd-gw");
@@ -79,6 +81,7 @@ async fn api_status_names_root_causes_and_affected_targets() {
     assert_eq!(root["reasons"][0], "refused");
     let behind = &status["incidents"][1];
     assert_eq!(behind["target"], "ubnd-02839");
+    assert_eq!(behind["state"], "unreachable");
     assert_eq!(behind["behind"], "tslcd-gw");
     let area = status["areas"]
         .as_array()
@@ -87,7 +90,7 @@ async fn api_status_names_root_causes_and_affected_targets() {
         .find(|a| a["code"] == "02839")
         .expect("area");
     assert_eq!(area["name"], "Xã Bắc Hà");
-    assert_eq!(area["state"], "down");
+    assert_eq!(area["state"], "unreachable");
     assert_eq!(area["parent"], "15");
     let email = &status["systems"][0];
     assert_eq!(

@@ -17,6 +17,7 @@ struct Texts {
     up: &'static str,
     degraded: &'static str,
     down: &'static str,
+    unreachable: &'static str,
     unknown: &'static str,
     incidents: &'static str,
     no_incidents: &'static str,
@@ -44,6 +45,7 @@ const VI: Texts = Texts {
     up: "Hoạt động",
     degraded: "Suy giảm",
     down: "Mất kết nối",
+    unreachable: "Không truy cập được",
     unknown: "Chưa rõ",
     incidents: "Sự cố hiện tại",
     no_incidents: "Không có sự cố.",
@@ -71,6 +73,7 @@ const EN: Texts = Texts {
     up: "Up",
     degraded: "Degraded",
     down: "Down",
+    unreachable: "Unreachable",
     unknown: "Unknown",
     incidents: "Current incidents",
     no_incidents: "No incidents.",
@@ -130,6 +133,7 @@ fn state_name(t: &Texts, state: TargetState) -> &'static str {
         TargetState::Up => t.up,
         TargetState::Degraded => t.degraded,
         TargetState::Down => t.down,
+        TargetState::Unreachable => t.unreachable,
         TargetState::Unknown => t.unknown,
     }
 }
@@ -144,7 +148,7 @@ fn badge(t: &Texts, state: TargetState) -> String {
 
 fn counts(counts: &Counts) -> String {
     format!(
-        "<span class=\"counts\"><b class=\"up\">{}</b>/{}{}{}</span>",
+        "<span class=\"counts\"><b class=\"up\">{}</b>/{}{}{}{}</span>",
         counts.up,
         counts.total(),
         if counts.down > 0 {
@@ -157,6 +161,11 @@ fn counts(counts: &Counts) -> String {
         } else {
             String::new()
         },
+        if counts.unreachable > 0 {
+            format!(" <b class=\"unreachable\">⊘{}</b>", counts.unreachable)
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -165,8 +174,8 @@ header{padding:12px 20px;background:#1b2430;display:flex;flex-wrap:wrap;align-it
 h1{font-size:1.4em;margin:0}h2{font-size:1.15em;margin:18px 0 8px}main{padding:0 20px 20px}\
 a{color:#8cc4ff}.tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{background:#1b2430;border-radius:8px;\
 padding:10px 16px;min-width:120px}.tile b{display:block;font-size:2em}.up{color:#4cd07d}.degraded{color:#f4b740}\
-.down{color:#ff5c5c}.unknown{color:#9aa5b1}.badge{border-radius:4px;padding:1px 6px;font-size:.85em;color:#10151c}\
-.badge.up{background:#4cd07d}.badge.degraded{background:#f4b740}.badge.down{background:#ff5c5c}\
+.down{color:#ff5c5c}.unreachable{color:#c58af9}.unknown{color:#9aa5b1}.badge{border-radius:4px;padding:1px 6px;font-size:.85em;color:#10151c}\
+.badge.up{background:#4cd07d}.badge.degraded{background:#f4b740}.badge.down{background:#ff5c5c}.badge.unreachable{background:#c58af9}\
 .badge.unknown{background:#9aa5b1}table{border-collapse:collapse;width:100%}td,th{text-align:left;\
 padding:4px 8px;border-bottom:1px solid #263241;vertical-align:top}th{color:#9aa5b1;font-weight:normal}\
 .tree div{padding:2px 0}.muted{color:#9aa5b1}.counts{margin-left:8px}.tile .counts b{display:inline;font-size:1em}\
@@ -198,7 +207,7 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
         "<div class=\"tiles\" id=\"summary\">\
          <div class=\"tile\">{}<b>{}</b></div><div class=\"tile up\">{}<b>{}</b></div>\
          <div class=\"tile degraded\">{}<b>{}</b></div><div class=\"tile down\">{}<b>{}</b></div>\
-         <div class=\"tile unknown\">{}<b>{}</b></div></div>",
+         <div class=\"tile unreachable\">{}<b>{}</b></div><div class=\"tile unknown\">{}<b>{}</b></div></div>",
         t.total,
         s.total(),
         t.up,
@@ -207,6 +216,8 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
         s.degraded,
         t.down,
         s.down,
+        t.unreachable,
+        s.unreachable,
         t.unknown,
         s.unknown
     );
@@ -292,9 +303,10 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
     let mut order: Vec<_> = status.targets.iter().collect();
     order.sort_by_key(|x| match x.state {
         TargetState::Down => 0,
-        TargetState::Degraded => 1,
-        TargetState::Unknown => 2,
-        TargetState::Up => 3,
+        TargetState::Unreachable => 1,
+        TargetState::Degraded => 2,
+        TargetState::Unknown => 3,
+        TargetState::Up => 4,
     });
     for target in order.iter().take(MAX_TARGET_ROWS) {
         let mut checks = String::new();

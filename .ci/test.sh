@@ -23,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# cargo-deb packs the Debian package the tests inspect (pinned: its flags change over time).
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install cargo-deb --version 3.8.0 --locked --quiet
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q

@@ -350,9 +350,9 @@ impl CheckSeries {
         v
     }
 
+    /// Records one round. `success` is written last: a scrape runs concurrently with this,
+    /// and a reader that sees the new success value then also sees that round's details.
     pub fn record(&mut self, m: &CheckMetrics, outcome: &Outcome, finished_unix: f64) {
-        self.success.set(if outcome.success() { 1.0 } else { 0.0 });
-        self.last_run.set(finished_unix);
         if let Some(h) = &self.duration {
             h.observe(outcome.duration.as_secs_f64());
         }
@@ -439,6 +439,8 @@ impl CheckSeries {
             // A failure before anything was measured (refused, timeout, dns).
             _ => {}
         }
+        self.last_run.set(finished_unix);
+        self.success.set(if outcome.success() { 1.0 } else { 0.0 });
     }
 }
 

@@ -53,6 +53,7 @@ targets:
     let m = agent
         .wait_for(WAIT, "the cut link to show", |m| {
             m.value("iocwatch_probe_success", &commune_icmp) == Some(0.0)
+                && m.value("iocwatch_icmp_loss_ratio", &commune_icmp) == Some(1.0)
                 && m.value(
                     "iocwatch_probe_failures_total",
                     &[

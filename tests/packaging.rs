@@ -114,3 +114,64 @@ fn kubernetes_statefulset_shards_by_pod_index_and_ships_a_valid_config() {
         iocwatch::config::load(&path).unwrap_or_else(|e| panic!("ConfigMap config:\n{e}"));
     assert_eq!(catalog.targets.len(), 1);
 }
+
+/// `cargo deb` packs the binary cargo built for the tests (no release build here), with the
+/// hardened unit, the example config as a conffile and a postinst that adds the user.
+#[test]
+fn debian_package_holds_the_unit_the_config_and_the_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deb = dir.path().join("iocwatch.deb");
+    let out = std::process::Command::new("cargo")
+        .current_dir(root())
+        .args(["deb", "--no-build", "--profile", "dev", "-o"])
+        .arg(&deb)
+        .output()
+        .expect("cargo");
+    assert!(
+        out.status.success(),
+        "cargo deb failed (install it with `cargo install cargo-deb`; .ci/test.sh does):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dpkg = |args: &[&str]| {
+        let out = std::process::Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let contents = dpkg(&["--contents"]);
+    for path in [
+        "./usr/bin/iocwatch",
+        "./usr/lib/systemd/system/iocwatch.service",
+        "./etc/iocwatch/iocwatch.yaml",
+        "./etc/iocwatch/conf.d/vnpt-tslcd.yaml",
+        "./usr/share/iocwatch/dashboards/iocwatch-province.json",
+        "./usr/share/iocwatch/prometheus/iocwatch-alerts.yml",
+    ] {
+        assert!(
+            contents.contains(path),
+            "{path} missing from the package:\n{contents}"
+        );
+    }
+    let conffiles = dpkg(&["--info"]);
+    assert!(conffiles.contains("Depends: adduser"), "{conffiles}");
+    let control = tempfile::tempdir().expect("control dir");
+    let out = std::process::Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(&deb)
+        .arg(control.path())
+        .output()
+        .expect("dpkg-deb");
+    assert!(out.status.success());
+    let read = |name: &str| {
+        std::fs::read_to_string(control.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    assert!(read("conffiles").contains("/etc/iocwatch/iocwatch.yaml"));
+    let postinst = read("postinst");
+    assert!(
+        postinst.contains("adduser --system --group") && postinst.contains("systemctl"),
+        "{postinst}"
+    );
+}

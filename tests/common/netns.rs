@@ -96,8 +96,10 @@ impl Drop for TestHost {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        // Usually gone with the namespace already; this catches a half-built pair.
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }

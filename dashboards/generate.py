@@ -211,7 +211,9 @@ def security():
     p.add("table", "Cổng mở ngoài dự kiến", "Ports found open that are not expected to be.",
           [ts("iocwatch_port_unexpected_open == 1", instant=True, table=True)], w=12, h=8)
     p.add("table", "Thiếu HTTP security header", "Required security headers missing per endpoint.",
-          [ts("iocwatch_http_security_header_missing == 1", instant=True, table=True)], w=24, h=8)
+          [ts("iocwatch_http_security_header_missing == 1", instant=True, table=True)], w=12, h=8)
+    p.add("table", "Bản ghi DNS thay đổi", "DNS checks: 1 when the answer set differs from the baseline (a hijack signal).",
+          [ts("iocwatch_dns_answer_changed", instant=True, table=True)], w=12, h=8)
     return dashboard("iocwatch-security", "iocwatch — An toàn thông tin",
                      "Security posture: certificate expiry, TLS grades, content changes, unexpected open ports.", p)
 

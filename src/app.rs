@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -137,10 +136,9 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         .collect();
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let ready = Arc::new(AtomicBool::new(true));
     let server_state = ServerState {
         registry,
-        ready,
+        shutdown: shutdown.clone(),
         reload: reload_tx,
         telemetry_path: options.telemetry_path.clone(),
         status,

@@ -85,10 +85,6 @@ impl Catalog {
         Some((target, &target.checks[c]))
     }
 
-    pub fn target_index(&self, key: &CheckKey) -> Option<usize> {
-        self.by_key.get(key).map(|&(t, _)| t)
-    }
-
     /// Keeps only the targets this shard owns; areas and systems stay whole so that every
     /// shard exports the same area tree and Prometheus can sum the rollups across shards.
     pub fn into_shard(self, shard: Shard) -> Catalog {
@@ -145,6 +141,7 @@ impl Default for Settings {
                 (Kind::Icmp, 2000),
                 (Kind::Tcp, 1000),
                 (Kind::Http, 256),
+                (Kind::Dns, 256),
             ]),
         }
     }

@@ -65,7 +65,7 @@ enum Command {
     /// Run one probe now and print what it measured.
     Probe {
         kind: ProbeKind,
-        /// Host or IP for icmp, HOST:PORT for tcp, a URL for http.
+        /// Host or IP for icmp, HOST:PORT for tcp, a URL for http, NAME@SERVER[:PORT] for dns.
         target: String,
         /// How long the probe may take.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -78,6 +78,7 @@ enum ProbeKind {
     Icmp,
     Tcp,
     Http,
+    Dns,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -238,6 +239,19 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
             format!("{{\"http\": {{\"url\": {}}}}}", quoted(target)),
             None,
         ),
+        ProbeKind::Dns => {
+            let (name, server) = target
+                .split_once('@')
+                .ok_or_else(|| format!("dns target {target:?}: expected NAME@SERVER, like dig"))?;
+            (
+                format!(
+                    "{{\"dns\": {{\"query\": {}, \"server\": {}}}}}",
+                    quoted(name),
+                    quoted(server)
+                ),
+                None,
+            )
+        }
     };
     let config: CheckConfig = serde_saphyr::from_str(&yaml).map_err(|e| e.to_string())?;
     Ok((config, address))
@@ -296,6 +310,12 @@ async fn probe_once(kind: ProbeKind, target: &str, timeout: Duration) -> ExitCod
             }
         }
         Detail::Tcp { connect } => println!("  connect {}", ms(*connect)),
+        Detail::Dns(dns) => {
+            println!("  rcode {} ({})", dns.rcode_name, dns.rcode);
+            for answer in &dns.answers {
+                println!("  answer {answer}");
+            }
+        }
         Detail::Http(http) => {
             println!(
                 "  status {}, {:?}, {} bytes, {} redirect(s)",

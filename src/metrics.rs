@@ -125,6 +125,9 @@ pub struct CheckMetrics {
     pub http_version: GaugeVec,
     pub http_redirects: GaugeVec,
     pub tls_expiry: GaugeVec,
+    pub dns_rcode: GaugeVec,
+    pub dns_answers: GaugeVec,
+    pub dns_answer_changed: GaugeVec,
 }
 
 fn gauge(names: &[&str], name: &str, help: &str, extra: &[&str]) -> prometheus::Result<GaugeVec> {
@@ -185,6 +188,14 @@ impl CheckMetrics {
                 "notAfter of the server's leaf certificate.",
                 &[],
             )?,
+            dns_rcode: gauge(&n, "iocwatch_dns_rcode", "DNS response code of the last answer (0 NOERROR, 3 NXDOMAIN).", &[])?,
+            dns_answers: gauge(&n, "iocwatch_dns_answers", "Records of the asked type in the last answer.", &[])?,
+            dns_answer_changed: gauge(
+                &n,
+                "iocwatch_dns_answer_changed",
+                "1 when the answer set differs from the baseline (the first set seen): a hijack signal.",
+                &[],
+            )?,
         })
     }
 
@@ -206,6 +217,9 @@ impl CheckMetrics {
             Box::new(self.http_version.clone()),
             Box::new(self.http_redirects.clone()),
             Box::new(self.tls_expiry.clone()),
+            Box::new(self.dns_rcode.clone()),
+            Box::new(self.dns_answers.clone()),
+            Box::new(self.dns_answer_changed.clone()),
         ]
     }
 
@@ -236,6 +250,9 @@ impl CheckMetrics {
             &self.http_version,
             &self.http_redirects,
             &self.tls_expiry,
+            &self.dns_rcode,
+            &self.dns_answers,
+            &self.dns_answer_changed,
         ];
         for family in plain {
             let _ = family.remove_label_values(&base);
@@ -296,6 +313,11 @@ enum KindSeries {
     Tcp {
         connect: Option<Gauge>,
     },
+    Dns {
+        rcode: Gauge,
+        answers: Gauge,
+        changed: Gauge,
+    },
     Http {
         status: Gauge,
         body: Gauge,
@@ -327,6 +349,11 @@ impl CheckSeries {
                 round: None,
             },
             Kind::Tcp => KindSeries::Tcp { connect: None },
+            Kind::Dns => KindSeries::Dns {
+                rcode: m.dns_rcode.with_label_values(&base),
+                answers: m.dns_answers.with_label_values(&base),
+                changed: m.dns_answer_changed.with_label_values(&base),
+            },
             Kind::Http => KindSeries::Http {
                 status: m.http_status.with_label_values(&base),
                 body: m.http_body_bytes.with_label_values(&base),
@@ -435,6 +462,18 @@ impl CheckSeries {
                         .map_or(0.0, |d| d.as_secs_f64());
                     m.tls_expiry.with_label_values(&base()).set(secs);
                 }
+            }
+            (
+                KindSeries::Dns {
+                    rcode,
+                    answers,
+                    changed,
+                },
+                Detail::Dns(dns),
+            ) => {
+                rcode.set(f64::from(dns.rcode));
+                answers.set(dns.answers.len() as f64);
+                changed.set(if dns.changed { 1.0 } else { 0.0 });
             }
             // A failure before anything was measured (refused, timeout, dns).
             _ => {}

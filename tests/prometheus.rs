@@ -210,7 +210,9 @@ fn substitute(expr: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_rule_query_returns_data_from_a_real_prometheus() {
     let web = http_server("<h1>Cổng dịch vụ công</h1>").await;
-    let (tls, ca_pem) = https_server("secure", (2031, 6, 1)).await;
+    let (tls, ca_pem) = https_server("secure", 2031).await;
+    let dns = iocwatch::probe::test_servers::DnsServer::start().await;
+    dns.set("dichvucong.laocai.gov.vn", &["127.0.10.1"]);
     let closed = closed_port();
     let ca = tempfile::NamedTempFile::new().expect("ca file");
     std::fs::write(ca.path(), ca_pem).expect("write ca");
@@ -242,6 +244,11 @@ targets:
       - http: {{url: "http://{web}/", body_match: "Cổng"}}
       - http: {{name: https, url: "https://localhost:{port}/", ca_file: {ca:?}, ip_family: ip4}}
       - tcp: {{port: {closed}, name: admin}}
+  - id: dns-tinh
+    area: "15"
+    labels: {{owner: hcc}}
+    checks:
+      - dns: {{query: dichvucong.laocai.gov.vn, server: "{dns}", expect_answers: ["127.0.10.1"]}}
   - id: ubnd-02839
     area: "02839"
     address: 127.0.0.1
@@ -251,6 +258,7 @@ targets:
       - tcp: {{port: {closed}, name: smtp}}
 "#,
         port = tls.port(),
+        dns = dns.addr,
         ca = ca.path().display().to_string(),
     );
     let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
@@ -350,7 +358,7 @@ targets:
             }
         }
     }
-    assert_eq!(seen_rules, 16);
+    assert_eq!(seen_rules, 17);
     assert!(
         failures.is_empty(),
         "{} queries failed:\n{}",

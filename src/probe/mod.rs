@@ -3,11 +3,12 @@
 //! A probe never fails with `Err`: whatever happens to the target is data in [`Outcome`], with a
 //! bounded [`FailureReason`] so that metric cardinality stays fixed.
 
+pub mod dns;
 pub mod http;
 pub mod icmp;
 pub mod tcp;
-#[cfg(test)]
-pub(crate) mod test_servers;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_servers;
 pub mod tls_config;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+pub use dns::{DnsConfig, DnsDetail, DnsProbe};
 pub use http::{HttpConfig, HttpDetail, HttpProbe};
 pub use icmp::{IcmpClients, IcmpConfig, IcmpProbe, IcmpStats};
 pub use tcp::{TcpConfig, TcpProbe};
@@ -32,16 +34,18 @@ pub enum Kind {
     Icmp,
     Tcp,
     Http,
+    Dns,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Icmp, Kind::Tcp, Kind::Http];
+    pub const ALL: [Kind; 4] = [Kind::Icmp, Kind::Tcp, Kind::Http, Kind::Dns];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Icmp => "icmp",
             Kind::Tcp => "tcp",
             Kind::Http => "http",
+            Kind::Dns => "dns",
         }
     }
 }
@@ -60,6 +64,7 @@ pub enum CheckConfig {
     Icmp(IcmpConfig),
     Tcp(TcpConfig),
     Http(Box<HttpConfig>),
+    Dns(Box<DnsConfig>),
     Template(String),
 }
 
@@ -71,6 +76,7 @@ pub enum Probe {
     Icmp(IcmpProbe),
     Tcp(TcpProbe),
     Http(HttpProbe),
+    Dns(DnsProbe),
 }
 
 impl Probe {
@@ -80,6 +86,7 @@ impl Probe {
             CheckConfig::Icmp(c) => IcmpProbe::new(c, address).map(Probe::Icmp),
             CheckConfig::Tcp(c) => TcpProbe::new(c, address).map(Probe::Tcp),
             CheckConfig::Http(c) => HttpProbe::new(c).map(Probe::Http),
+            CheckConfig::Dns(c) => DnsProbe::new(c, address).map(Probe::Dns),
             // Templates are expanded by the config loader before probes are built.
             CheckConfig::Template(name) => Err(vec![FieldError::unlocated(format!(
                 "template {name:?} cannot be used inside a template"
@@ -92,6 +99,7 @@ impl Probe {
             Probe::Icmp(_) => Kind::Icmp,
             Probe::Tcp(_) => Kind::Tcp,
             Probe::Http(_) => Kind::Http,
+            Probe::Dns(_) => Kind::Dns,
         }
     }
 
@@ -119,6 +127,7 @@ impl Probe {
             Probe::Icmp(p) => p.run(&ctx.icmp, deadline).await,
             Probe::Tcp(p) => p.run(deadline).await,
             Probe::Http(p) => p.run(ctx, deadline).await,
+            Probe::Dns(p) => p.run(deadline).await,
         }
     }
 }
@@ -167,6 +176,7 @@ pub enum Detail {
     Icmp(IcmpStats),
     Tcp { connect: Duration },
     Http(Box<HttpDetail>),
+    Dns(Box<DnsDetail>),
 }
 
 /// Why a probe failed. A fixed set so that the `reason` label stays bounded.

@@ -1,6 +1,7 @@
 //! Real servers on loopback for probe tests, hostile ones included: an HTTP/1.1 server that
 //! answers with whatever a handler says (slowly, hugely, malformed or not at all), optionally
-//! behind TLS with a certificate made by rcgen.
+//! behind TLS with a certificate made by rcgen; and a DNS server whose answers a test changes.
+//! Built for tests only (`cfg(test)` or the `test-support` feature).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,18 +13,18 @@ use tokio::net::TcpListener;
 use crate::probe::tls_config::provider;
 
 /// What the test server does with one request: write these bytes (then close), or hang.
-pub(crate) enum Reply {
+pub enum Reply {
     Bytes(Vec<u8>),
     /// Sends headers, then `chunks` chunks of 64 KiB of body without a length.
     Endless,
     Hang,
 }
 
-pub(crate) type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
-pub(crate) type Stream = Pin<Box<dyn AsyncStream>>;
-pub(crate) trait AsyncStream: AsyncRead + AsyncWrite + Send {}
+pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+pub type Stream = Pin<Box<dyn AsyncStream>>;
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> AsyncStream for T {}
-pub(crate) type Wrap = Arc<
+pub type Wrap = Arc<
     dyn Fn(tokio::net::TcpStream) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send>>
         + Send
         + Sync,
@@ -31,7 +32,7 @@ pub(crate) type Wrap = Arc<
 
 /// A real HTTP/1.1 server on loopback that answers with whatever the handler says,
 /// including the hostile answers a probe must survive.
-pub(crate) async fn serve(
+pub async fn serve(
     handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
     wrap: Option<Wrap>,
 ) -> u16 {
@@ -89,7 +90,7 @@ async fn answer(mut stream: Stream, handler: Handler) {
     }
 }
 
-pub(crate) fn response(status: &str, headers: &str, body: &str) -> Reply {
+pub fn response(status: &str, headers: &str, body: &str) -> Reply {
     Reply::Bytes(
         format!(
             "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
@@ -99,7 +100,7 @@ pub(crate) fn response(status: &str, headers: &str, body: &str) -> Reply {
     )
 }
 
-pub(crate) fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
+pub fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
     let acceptor = tokio_rustls::TlsAcceptor::from(server);
     Arc::new(move |tcp| {
         let acceptor = acceptor.clone();
@@ -114,7 +115,7 @@ pub(crate) fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
 }
 
 /// A self-signed certificate for `localhost` valid until the given year.
-pub(crate) fn certificate(until_year: i32) -> (rcgen::Certificate, rcgen::KeyPair) {
+pub fn certificate(until_year: i32) -> (rcgen::Certificate, rcgen::KeyPair) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(until_year, 6, 1);
@@ -123,10 +124,7 @@ pub(crate) fn certificate(until_year: i32) -> (rcgen::Certificate, rcgen::KeyPai
     (cert, key)
 }
 
-pub(crate) fn server_config(
-    cert: &rcgen::Certificate,
-    key: &rcgen::KeyPair,
-) -> Arc<rustls::ServerConfig> {
+pub fn server_config(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Arc<rustls::ServerConfig> {
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -135,4 +133,104 @@ pub(crate) fn server_config(
         .with_single_cert(vec![cert.der().clone()], key)
         .expect("server config");
     Arc::new(config)
+}
+
+/// A DNS server on loopback (UDP and TCP on one port) answering A queries from a table the
+/// test can change while it runs; NXDOMAIN for names it does not know.
+pub struct DnsServer {
+    pub addr: std::net::SocketAddr,
+    records: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+}
+
+impl DnsServer {
+    pub async fn start() -> DnsServer {
+        // UDP and TCP must share the port; retry until a free port is free for both.
+        let (udp, tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind udp");
+            let addr = udp.local_addr().expect("addr");
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (udp, tcp);
+            }
+        };
+        let addr = udp.local_addr().expect("addr");
+        let records: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> =
+            Arc::default();
+        let table = Arc::clone(&records);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                if let Some(reply) = dns_answer(&buf[..n], &table) {
+                    let _ = udp.send_to(&reply, from).await;
+                }
+            }
+        });
+        let table = Arc::clone(&records);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                let table = Arc::clone(&table);
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    if stream.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if stream.read_exact(&mut query).await.is_err() {
+                        return;
+                    }
+                    if let Some(reply) = dns_answer(&query, &table) {
+                        let Ok(n) = u16::try_from(reply.len()) else {
+                            return;
+                        };
+                        let _ = stream.write_all(&n.to_be_bytes()).await;
+                        let _ = stream.write_all(&reply).await;
+                    }
+                });
+            }
+        });
+        DnsServer { addr, records }
+    }
+
+    /// Sets the A records of `name` (without the trailing dot).
+    pub fn set(&self, name: &str, addresses: &[&str]) {
+        let mut table = self.records.lock().expect("test lock");
+        table.insert(
+            name.to_owned(),
+            addresses.iter().map(|a| (*a).to_owned()).collect(),
+        );
+    }
+}
+
+fn dns_answer(
+    query: &[u8],
+    table: &std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+) -> Option<Vec<u8>> {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    let request = Message::from_vec(query).ok()?;
+    let question = request.queries.first()?.clone();
+    let mut response = Message::response(request.metadata.id, OpCode::Query);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.add_query(question.clone());
+    let name = question.name().to_string();
+    let known = table
+        .lock()
+        .expect("test lock")
+        .get(name.trim_end_matches('.'))
+        .cloned();
+    match known {
+        None => response.metadata.response_code = ResponseCode::NXDomain,
+        Some(addresses) => {
+            for a in addresses {
+                let ip: std::net::Ipv4Addr = a.parse().ok()?;
+                response.answers.push(Record::from_rdata(
+                    question.name().clone(),
+                    60,
+                    RData::A(A(ip)),
+                ));
+            }
+        }
+    }
+    response.to_vec().ok()
 }

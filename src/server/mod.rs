@@ -4,7 +4,6 @@
 
 mod page;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -25,7 +24,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct ServerState {
     pub registry: Registry,
-    pub ready: Arc<AtomicBool>,
+    /// Cancelled when the agent begins to shut down: from then on it is no longer ready.
+    pub shutdown: CancellationToken,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub telemetry_path: String,
     pub status: watch::Receiver<Arc<Status>>,
@@ -83,7 +83,9 @@ async fn healthy() -> &'static str {
 }
 
 async fn ready(State(state): State<ServerState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+    // Serving means the config is loaded and every check scheduled (the server starts after
+    // both); a draining agent says it is not ready so that load balancers move on.
+    if !state.shutdown.is_cancelled() {
         (StatusCode::OK, "Ready.\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "Not ready.\n").into_response()

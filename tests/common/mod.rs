@@ -182,47 +182,15 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// A real HTTPS server on loopback with a self-signed certificate for `localhost` that expires
-/// on `not_after` (year, month, day). Returns its address and the CA (certificate) in PEM.
-pub async fn https_server(body: &'static str, not_after: (i32, u8, u8)) -> (SocketAddr, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("cert");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+/// A real HTTPS server on loopback with a self-signed certificate for `localhost` valid until
+/// June of `until_year`. Returns its address and the certificate in PEM, to trust as a CA.
+pub async fn https_server(body: &'static str, until_year: i32) -> (SocketAddr, String) {
+    use iocwatch::probe::test_servers::{certificate, response, serve, server_config, tls_wrap};
+    let (cert, key) = certificate(until_year);
+    let port = serve(
+        move |_| response("200 OK", "", body),
+        Some(tls_wrap(server_config(&cert, &key))),
     )
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = [0u8; 2048];
-                let _ = tls.read(&mut buf).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(response.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (addr, cert.pem())
+    .await;
+    (SocketAddr::from(([127, 0, 0, 1], port)), cert.pem())
 }

@@ -460,6 +460,7 @@ fn check_name(config: &CheckConfig) -> String {
         CheckConfig::Icmp(c) => c.name.clone().unwrap_or_else(|| Kind::Icmp.to_string()),
         CheckConfig::Tcp(c) => c.name.clone().unwrap_or_else(|| tcp::default_name(c)),
         CheckConfig::Http(c) => c.name.clone().unwrap_or_else(|| Kind::Http.to_string()),
+        CheckConfig::Dns(c) => c.name.clone().unwrap_or_else(|| Kind::Dns.to_string()),
         CheckConfig::Template(name) => name.clone(),
     }
 }

@@ -11,6 +11,7 @@ use prometheus::{
 };
 
 use crate::catalog::LabelSchema;
+use crate::probe::http_security::SecurityHeader;
 use crate::probe::{Detail, FailureReason, Kind, Outcome};
 
 /// Buckets for round-trip and probe times on WAN links: 0.5 ms on a LAN to 10 s on a
@@ -125,6 +126,9 @@ pub struct CheckMetrics {
     pub http_version: GaugeVec,
     pub http_redirects: GaugeVec,
     pub tls_expiry: GaugeVec,
+    pub http_header_missing: GaugeVec,
+    pub http_version_disclosed: GaugeVec,
+    pub http_redirected_to_https: GaugeVec,
     pub dns_rcode: GaugeVec,
     pub dns_answers: GaugeVec,
     pub dns_answer_changed: GaugeVec,
@@ -188,6 +192,24 @@ impl CheckMetrics {
                 "notAfter of the server's leaf certificate.",
                 &[],
             )?,
+            http_header_missing: gauge(
+                &n,
+                "iocwatch_http_security_header_missing",
+                "1 when a security header is missing (checks with security_headers: true).",
+                &["header"],
+            )?,
+            http_version_disclosed: gauge(
+                &n,
+                "iocwatch_http_server_version_disclosed",
+                "1 when Server or X-Powered-By tells the software version.",
+                &[],
+            )?,
+            http_redirected_to_https: gauge(
+                &n,
+                "iocwatch_http_redirected_to_https",
+                "For http:// URLs: 1 when the site moves to HTTPS, 0 when it stays on plain HTTP.",
+                &[],
+            )?,
             dns_rcode: gauge(&n, "iocwatch_dns_rcode", "DNS response code of the last answer (0 NOERROR, 3 NXDOMAIN).", &[])?,
             dns_answers: gauge(&n, "iocwatch_dns_answers", "Records of the asked type in the last answer.", &[])?,
             dns_answer_changed: gauge(
@@ -217,6 +239,9 @@ impl CheckMetrics {
             Box::new(self.http_version.clone()),
             Box::new(self.http_redirects.clone()),
             Box::new(self.tls_expiry.clone()),
+            Box::new(self.http_header_missing.clone()),
+            Box::new(self.http_version_disclosed.clone()),
+            Box::new(self.http_redirected_to_https.clone()),
             Box::new(self.dns_rcode.clone()),
             Box::new(self.dns_answers.clone()),
             Box::new(self.dns_answer_changed.clone()),
@@ -250,6 +275,8 @@ impl CheckMetrics {
             &self.http_version,
             &self.http_redirects,
             &self.tls_expiry,
+            &self.http_version_disclosed,
+            &self.http_redirected_to_https,
             &self.dns_rcode,
             &self.dns_answers,
             &self.dns_answer_changed,
@@ -268,11 +295,12 @@ impl CheckMetrics {
             &base,
             FailureReason::ALL.iter().map(|r| r.label()),
         );
-        remove_with(&self.icmp_round_rtt, &base, ["min", "avg", "max", "stddev"]);
+        remove_with(&self.icmp_round_rtt, &base, ROUND_STATS);
+        remove_with(&self.http_phase, &base, PHASES);
         remove_with(
-            &self.http_phase,
+            &self.http_header_missing,
             &base,
-            ["resolve", "connect", "processing", "transfer"],
+            SecurityHeader::ALL.iter().map(|h| h.label()),
         );
     }
 }
@@ -455,6 +483,27 @@ impl CheckSeries {
                 redirects.set(f64::from(http.redirects));
                 for (g, (_, d)) in phases.iter().zip(http.phases.named()) {
                     g.set(d.as_secs_f64());
+                }
+                if let Some(posture) = &http.posture {
+                    for (header, missing) in &posture.headers {
+                        let mut labels = base();
+                        labels.push(header.label());
+                        m.http_header_missing
+                            .with_label_values(&labels)
+                            .set(if *missing { 1.0 } else { 0.0 });
+                    }
+                    m.http_version_disclosed.with_label_values(&base()).set(
+                        if posture.version_disclosed.is_some() {
+                            1.0
+                        } else {
+                            0.0
+                        },
+                    );
+                    if let Some(moved) = posture.redirected_to_https {
+                        m.http_redirected_to_https
+                            .with_label_values(&base())
+                            .set(if moved { 1.0 } else { 0.0 });
+                    }
                 }
                 if let Some(not_after) = http.cert_not_after {
                     let secs = not_after

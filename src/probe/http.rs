@@ -15,6 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::http_security;
 use super::tls_config::{ca_tls_config, insecure_tls_config};
 use super::{Detail, FailureReason, IpFamily, ProbeContext};
 use crate::config::{FieldError, Spanned};
@@ -61,6 +62,10 @@ pub struct HttpConfig {
     pub ca_file: Option<Spanned<String>>,
     #[serde(default)]
     pub ip_family: Option<IpFamily>,
+    /// Also report the security posture: missing security headers, a disclosed server
+    /// version, and (for `http://` URLs) whether the site moves to HTTPS.
+    #[serde(default)]
+    pub security_headers: bool,
 }
 
 fn default_max_body() -> u64 {
@@ -115,6 +120,7 @@ pub struct HttpProbe {
     /// Own TLS settings when the check has a CA file or skips verification.
     tls: Option<Arc<rustls::ClientConfig>>,
     ip_family: Option<IpFamily>,
+    security_headers: bool,
 }
 
 impl HttpProbe {
@@ -231,6 +237,7 @@ impl HttpProbe {
             http_versions,
             tls,
             ip_family: config.ip_family,
+            security_headers: config.security_headers,
         })
     }
 
@@ -278,6 +285,9 @@ impl HttpProbe {
                 .get::<reqwest::tls::TlsInfo>()
                 .and_then(|info| info.peer_certificate())
                 .and_then(cert_not_after),
+            posture: self
+                .security_headers
+                .then(|| http_security::assess(&self.url, response.url(), response.headers())),
             ..HttpDetail::default()
         };
         let failure = self.read_and_check(response, &mut detail, deadline).await;
@@ -402,6 +412,8 @@ pub struct HttpDetail {
     pub phases: Phases,
     /// `notAfter` of the server's leaf certificate, for HTTPS.
     pub cert_not_after: Option<SystemTime>,
+    /// With `security_headers: true`.
+    pub posture: Option<http_security::Posture>,
 }
 
 impl HttpDetail {
@@ -794,6 +806,37 @@ mod tests {
         let probe = with(&format!("https://localhost:{port}/"), "ip_family: ip4\n");
         let (failure, _) = run(&probe, Duration::from_millis(300)).await;
         assert_eq!(failure, Some(FailureReason::Timeout));
+    }
+
+    #[tokio::test]
+    async fn security_posture_is_reported_without_failing_the_check() {
+        let port = serve(
+            |_| {
+                response(
+                    "200 OK",
+                    "server: nginx/1.18.0\r\nx-content-type-options: nosniff\r\n",
+                    "trang chủ",
+                )
+            },
+            None,
+        )
+        .await;
+        let probe = with(
+            &format!("http://127.0.0.1:{port}/"),
+            "security_headers: true\n",
+        );
+        let (failure, detail) = run(&probe, SOON).await;
+        assert_eq!(failure, None, "findings are signals, not failures");
+        let posture = detail.expect("detail").posture.expect("posture");
+        let missing: Vec<&str> = posture.missing().map(|h| h.label()).collect();
+        assert_eq!(missing, ["frame-ancestors", "content-security-policy"]);
+        assert_eq!(posture.version_disclosed.as_deref(), Some("nginx/1.18.0"));
+        assert_eq!(posture.redirected_to_https, Some(false));
+        let (_, plain) = run(&with(&format!("http://127.0.0.1:{port}/"), ""), SOON).await;
+        assert!(
+            plain.expect("detail").posture.is_none(),
+            "only when asked for"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod http_security;
 pub mod icmp;
 pub mod tcp;
 #[cfg(any(test, feature = "test-support"))]

@@ -142,6 +142,7 @@ impl Default for Settings {
                 (Kind::Tcp, 1000),
                 (Kind::Http, 256),
                 (Kind::Dns, 256),
+                (Kind::Ports, 16),
             ]),
         }
     }

@@ -65,7 +65,8 @@ enum Command {
     /// Run one probe now and print what it measured.
     Probe {
         kind: ProbeKind,
-        /// Host or IP for icmp, HOST:PORT for tcp, a URL for http, NAME@SERVER[:PORT] for dns.
+        /// Host or IP for icmp and ports, HOST:PORT for tcp, a URL for http, NAME@SERVER[:PORT]
+        /// for dns.
         target: String,
         /// How long the probe may take.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -79,6 +80,7 @@ enum ProbeKind {
     Tcp,
     Http,
     Dns,
+    Ports,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -222,6 +224,7 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let (yaml, address) = match kind {
         ProbeKind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
+        ProbeKind::Ports => ("{\"ports\": {}}".to_owned(), Some(target.to_owned())),
         ProbeKind::Tcp => {
             let (host, port) = target
                 .rsplit_once(':')
@@ -310,6 +313,15 @@ async fn probe_once(kind: ProbeKind, target: &str, timeout: Duration) -> ExitCod
             }
         }
         Detail::Tcp { connect } => println!("  connect {}", ms(*connect)),
+        Detail::Ports(ports) => {
+            println!("  audited {:?}", ports.audited);
+            if !ports.unexpected_open.is_empty() {
+                println!("  UNEXPECTED OPEN {:?}", ports.unexpected_open);
+            }
+            if !ports.expected_closed.is_empty() {
+                println!("  expected open but closed {:?}", ports.expected_closed);
+            }
+        }
         Detail::Dns(dns) => {
             println!("  rcode {} ({})", dns.rcode_name, dns.rcode);
             for answer in &dns.answers {

@@ -129,6 +129,7 @@ pub struct CheckMetrics {
     pub http_header_missing: GaugeVec,
     pub http_version_disclosed: GaugeVec,
     pub http_redirected_to_https: GaugeVec,
+    pub port_unexpected_open: GaugeVec,
     pub dns_rcode: GaugeVec,
     pub dns_answers: GaugeVec,
     pub dns_answer_changed: GaugeVec,
@@ -210,6 +211,12 @@ impl CheckMetrics {
                 "For http:// URLs: 1 when the site moves to HTTPS, 0 when it stays on plain HTTP.",
                 &[],
             )?,
+            port_unexpected_open: gauge(
+                &n,
+                "iocwatch_port_unexpected_open",
+                "Ports audit: 1 when an audited port not expected open answers, 0 when it is closed.",
+                &["port"],
+            )?,
             dns_rcode: gauge(&n, "iocwatch_dns_rcode", "DNS response code of the last answer (0 NOERROR, 3 NXDOMAIN).", &[])?,
             dns_answers: gauge(&n, "iocwatch_dns_answers", "Records of the asked type in the last answer.", &[])?,
             dns_answer_changed: gauge(
@@ -242,6 +249,7 @@ impl CheckMetrics {
             Box::new(self.http_header_missing.clone()),
             Box::new(self.http_version_disclosed.clone()),
             Box::new(self.http_redirected_to_https.clone()),
+            Box::new(self.port_unexpected_open.clone()),
             Box::new(self.dns_rcode.clone()),
             Box::new(self.dns_answers.clone()),
             Box::new(self.dns_answer_changed.clone()),
@@ -262,8 +270,9 @@ impl CheckMetrics {
         }
     }
 
-    /// Removes every series of one check (used when a check is removed or relabelled).
-    pub fn remove(&self, values: &[String]) {
+    /// Removes every series of one check (used when a check is removed or relabelled);
+    /// `ports` are the values its `port` label took, if it audits ports.
+    pub fn remove(&self, values: &[String], ports: &[u16]) {
         let base: Vec<&str> = values.iter().map(String::as_str).collect();
         let plain = [
             &self.success,
@@ -302,6 +311,12 @@ impl CheckMetrics {
             &base,
             SecurityHeader::ALL.iter().map(|h| h.label()),
         );
+        for port in ports {
+            let port = port.to_string();
+            let mut labels = base.clone();
+            labels.push(&port);
+            let _ = self.port_unexpected_open.remove_label_values(&labels);
+        }
     }
 }
 
@@ -346,6 +361,7 @@ enum KindSeries {
         answers: Gauge,
         changed: Gauge,
     },
+    Ports,
     Http {
         status: Gauge,
         body: Gauge,
@@ -377,6 +393,7 @@ impl CheckSeries {
                 round: None,
             },
             Kind::Tcp => KindSeries::Tcp { connect: None },
+            Kind::Ports => KindSeries::Ports,
             Kind::Dns => KindSeries::Dns {
                 rcode: m.dns_rcode.with_label_values(&base),
                 answers: m.dns_answers.with_label_values(&base),
@@ -523,6 +540,17 @@ impl CheckSeries {
                 rcode.set(f64::from(dns.rcode));
                 answers.set(dns.answers.len() as f64);
                 changed.set(if dns.changed { 1.0 } else { 0.0 });
+            }
+            (KindSeries::Ports, Detail::Ports(ports)) => {
+                for port in &ports.audited {
+                    let port_label = port.to_string();
+                    let mut labels = base();
+                    labels.push(&port_label);
+                    let open = ports.unexpected_open.contains(port);
+                    m.port_unexpected_open
+                        .with_label_values(&labels)
+                        .set(if open { 1.0 } else { 0.0 });
+                }
             }
             // A failure before anything was measured (refused, timeout, dns).
             _ => {}

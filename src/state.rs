@@ -121,7 +121,8 @@ impl State {
                     .check(&check.key)
                     .is_some_and(|(_, c)| c.label_values == check.label_values);
                 if !keep {
-                    self.checks.remove(&check.label_values);
+                    self.checks
+                        .remove(&check.label_values, check.probe.audited_ports());
                     self.series.remove(&check.key);
                 }
             }
@@ -427,6 +428,43 @@ mod tests {
             },
             finished: SystemTime::now(),
         }
+    }
+
+    #[test]
+    fn removing_a_ports_check_removes_its_port_series() {
+        let with_audit = catalog("  - {id: web, area: \"15\", address: 127.0.0.1, checks: [ports: {audit: [3389, 22]}]}\n");
+        let registry = Registry::new();
+        let mut state = State::new(registry.clone(), Arc::clone(&with_audit)).expect("state");
+        state.record(ProbeResult {
+            key: CheckKey {
+                target: Arc::from("web"),
+                check: Arc::from("ports"),
+            },
+            outcome: Outcome {
+                duration: Duration::from_millis(5),
+                failure: None,
+                detail: Detail::Ports(Box::new(crate::probe::PortsDetail {
+                    unexpected_open: vec![3389],
+                    expected_closed: vec![],
+                    audited: vec![22, 3389],
+                })),
+            },
+            finished: SystemTime::now(),
+        });
+        let text = crate::metrics::render(&registry);
+        assert!(
+            text.contains("port=\"3389\",system=\"\",target=\"web\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port=\"22\",system=\"\",target=\"web\"} 0"),
+            "{text}"
+        );
+        let without =
+            catalog("  - {id: web, area: \"15\", address: 127.0.0.1, checks: [tcp: {port: 80}]}\n");
+        state.apply_catalog(without).expect("apply");
+        let text = crate::metrics::render(&registry);
+        assert!(!text.contains("iocwatch_port_unexpected_open{"), "{text}");
     }
 
     /// Table: which targets are down → the effective state of each, with a commune on two

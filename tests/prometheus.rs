@@ -18,10 +18,9 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Metrics that later issues add (TLS grading, content and port checks, notifiers): their
 /// panels must have valid queries, but may return nothing yet.
-const NOT_YET_EXPORTED: [&str; 4] = [
+const NOT_YET_EXPORTED: [&str; 3] = [
     "iocwatch_tls_grade",
     "iocwatch_content_changed",
-    "iocwatch_port_unexpected_open",
     "iocwatch_notifications_total",
 ];
 
@@ -243,6 +242,8 @@ targets:
       - http: {{url: "http://{web}/", body_match: "Cổng", security_headers: true}}
       - http: {{name: https, url: "https://localhost:{port}/", ca_file: {ca:?}, ip_family: ip4}}
       - tcp: {{port: {closed}, name: admin}}
+      # The web server's port, audited as if it were a database left open: a finding.
+      - ports: {{audit: [{web_port}, {closed}], spacing: 10ms, connect_timeout: 200ms}}
   - id: dns-tinh
     area: "15"
     labels: {{owner: hcc}}
@@ -258,6 +259,7 @@ targets:
 "#,
         port = tls.port(),
         dns = dns.addr,
+        web_port = web.port(),
         ca = ca.path().display().to_string(),
     );
     let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
@@ -357,7 +359,7 @@ targets:
             }
         }
     }
-    assert_eq!(seen_rules, 19);
+    assert_eq!(seen_rules, 20);
     assert!(
         failures.is_empty(),
         "{} queries failed:\n{}",

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod http_security;
 pub mod icmp;
+pub mod ports;
 pub mod tcp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_servers;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 pub use dns::{DnsConfig, DnsDetail, DnsProbe};
 pub use http::{HttpConfig, HttpDetail, HttpProbe};
 pub use icmp::{IcmpClients, IcmpConfig, IcmpProbe, IcmpStats};
+pub use ports::{PortsConfig, PortsDetail, PortsProbe};
 pub use tcp::{TcpConfig, TcpProbe};
 
 use crate::config::FieldError;
@@ -36,10 +38,11 @@ pub enum Kind {
     Tcp,
     Http,
     Dns,
+    Ports,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Icmp, Kind::Tcp, Kind::Http, Kind::Dns];
+    pub const ALL: [Kind; 5] = [Kind::Icmp, Kind::Tcp, Kind::Http, Kind::Dns, Kind::Ports];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Tcp => "tcp",
             Kind::Http => "http",
             Kind::Dns => "dns",
+            Kind::Ports => "ports",
         }
     }
 }
@@ -66,6 +70,7 @@ pub enum CheckConfig {
     Tcp(TcpConfig),
     Http(Box<HttpConfig>),
     Dns(Box<DnsConfig>),
+    Ports(PortsConfig),
     Template(String),
 }
 
@@ -78,6 +83,7 @@ pub enum Probe {
     Tcp(TcpProbe),
     Http(HttpProbe),
     Dns(DnsProbe),
+    Ports(PortsProbe),
 }
 
 impl Probe {
@@ -88,6 +94,7 @@ impl Probe {
             CheckConfig::Tcp(c) => TcpProbe::new(c, address).map(Probe::Tcp),
             CheckConfig::Http(c) => HttpProbe::new(c).map(Probe::Http),
             CheckConfig::Dns(c) => DnsProbe::new(c, address).map(Probe::Dns),
+            CheckConfig::Ports(c) => PortsProbe::new(c, address).map(Probe::Ports),
             // Templates are expanded by the config loader before probes are built.
             CheckConfig::Template(name) => Err(vec![FieldError::unlocated(format!(
                 "template {name:?} cannot be used inside a template"
@@ -101,6 +108,25 @@ impl Probe {
             Probe::Tcp(_) => Kind::Tcp,
             Probe::Http(_) => Kind::Http,
             Probe::Dns(_) => Kind::Dns,
+            Probe::Ports(_) => Kind::Ports,
+        }
+    }
+
+    /// The least time a round takes by design (echo or connection spacing); the timeout
+    /// must be longer.
+    pub fn min_round_time(&self) -> Duration {
+        match self {
+            Probe::Icmp(p) => p.min_round_time(),
+            Probe::Ports(p) => p.min_round_time(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Values of the `port` label this check's series use (ports audits only).
+    pub fn audited_ports(&self) -> &[u16] {
+        match self {
+            Probe::Ports(p) => p.audited(),
+            _ => &[],
         }
     }
 
@@ -129,6 +155,7 @@ impl Probe {
             Probe::Tcp(p) => p.run(deadline).await,
             Probe::Http(p) => p.run(ctx, deadline).await,
             Probe::Dns(p) => p.run(deadline).await,
+            Probe::Ports(p) => p.run(deadline).await,
         }
     }
 }
@@ -178,6 +205,7 @@ pub enum Detail {
     Tcp { connect: Duration },
     Http(Box<HttpDetail>),
     Dns(Box<DnsDetail>),
+    Ports(Box<PortsDetail>),
 }
 
 /// Why a probe failed. A fixed set so that the `reason` label stays bounded.

@@ -322,20 +322,17 @@ impl Loader {
                     continue;
                 }
             };
-            if let Probe::Icmp(icmp) = &probe {
-                if icmp.min_round_time() >= timeout {
-                    self.error(
-                        &check_file,
-                        check.referenced,
-                        format!(
-                            "target {:?}: {} icmp echoes take at least {}, more than the timeout {}",
-                            d.id,
-                            name,
-                            crate::config::format_duration(icmp.min_round_time()),
-                            crate::config::format_duration(timeout)
-                        ),
-                    );
-                }
+            if probe.min_round_time() >= timeout {
+                self.error(
+                    &check_file,
+                    check.referenced,
+                    format!(
+                        "target {:?}: check {name:?} takes at least {} per round (its spacing), not less than the timeout {}",
+                        d.id,
+                        crate::config::format_duration(probe.min_round_time()),
+                        crate::config::format_duration(timeout)
+                    ),
+                );
             }
             let mut hasher = DefaultHasher::new();
             format!("{probe:?}").hash(&mut hasher);
@@ -461,6 +458,7 @@ fn check_name(config: &CheckConfig) -> String {
         CheckConfig::Tcp(c) => c.name.clone().unwrap_or_else(|| tcp::default_name(c)),
         CheckConfig::Http(c) => c.name.clone().unwrap_or_else(|| Kind::Http.to_string()),
         CheckConfig::Dns(c) => c.name.clone().unwrap_or_else(|| Kind::Dns.to_string()),
+        CheckConfig::Ports(c) => c.name.clone().unwrap_or_else(|| Kind::Ports.to_string()),
         CheckConfig::Template(name) => name.clone(),
     }
 }

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: ip (network namespaces for test hosts), kill (signals),
-# chromium (renders the status page), promtool, amtool and systemd-analyze (check deploy/),
+# openssl (a TLS 1.0-only server), chromium (renders the status page), promtool, amtool and systemd-analyze (check deploy/),
 # prometheus (scrapes a test agent and evaluates every dashboard and rule query).
-packages=(iproute2 procps ca-certificates chromium prometheus prometheus-alertmanager systemd)
+packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

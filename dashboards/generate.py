@@ -204,8 +204,11 @@ def security():
     p.add("table", "Chứng thư số sắp hết hạn (ngày)", "Days until each server certificate expires.",
           [ts("(iocwatch_tls_cert_expiry_timestamp_seconds - time()) / 86400", "{{target}}", instant=True, table=True)],
           w=12, h=8, unit="d", thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 7}, {"color": "green", "value": 21}])
-    p.add("table", "Xếp hạng TLS", "TLS grade per endpoint (issue 4: empty until the TLS probe exists).",
-          [ts("iocwatch_tls_grade", instant=True, table=True)], w=12, h=8)
+    p.add("table", "Xếp hạng TLS", "TLS grade per endpoint: A = 4, B = 3, C = 2, F = 0.",
+          [ts("iocwatch_tls_grade", instant=True, table=True)], w=12, h=8,
+          thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 2}, {"color": "green", "value": 3}])
+    p.add("table", "Giao thức TLS cũ còn được chấp nhận", "Servers that still accept TLS 1.0 or 1.1 (1 = accepted).",
+          [ts("iocwatch_tls_legacy_protocol_accepted", instant=True, table=True)], w=12, h=8)
     p.add("table", "Nội dung trang thay đổi", "Pages whose content changed against the baseline (defacement).",
           [ts("iocwatch_content_changed == 1", instant=True, table=True)], w=12, h=8)
     p.add("table", "Cổng mở ngoài dự kiến", "Ports found open that are not expected to be.",

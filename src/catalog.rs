@@ -143,6 +143,7 @@ impl Default for Settings {
                 (Kind::Http, 256),
                 (Kind::Dns, 256),
                 (Kind::Ports, 16),
+                (Kind::Tls, 128),
             ]),
         }
     }

@@ -65,8 +65,8 @@ enum Command {
     /// Run one probe now and print what it measured.
     Probe {
         kind: ProbeKind,
-        /// Host or IP for icmp and ports, HOST:PORT for tcp, a URL for http, NAME@SERVER[:PORT]
-        /// for dns.
+        /// Host or IP for icmp and ports, HOST:PORT for tcp, HOST[:PORT] for tls, a URL for
+        /// http, NAME@SERVER[:PORT] for dns.
         target: String,
         /// How long the probe may take.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -81,6 +81,7 @@ enum ProbeKind {
     Http,
     Dns,
     Ports,
+    Tls,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,6 +226,20 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
     let (yaml, address) = match kind {
         ProbeKind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
         ProbeKind::Ports => ("{\"ports\": {}}".to_owned(), Some(target.to_owned())),
+        ProbeKind::Tls => {
+            let (host, port) = match target.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
+                    host.trim_start_matches('[').trim_end_matches(']'),
+                    port.parse::<u16>()
+                        .map_err(|_| format!("invalid port in {target:?}"))?,
+                ),
+                _ => (target, 443),
+            };
+            (
+                format!("{{\"tls\": {{\"port\": {port}}}}}"),
+                Some(host.to_owned()),
+            )
+        }
         ProbeKind::Tcp => {
             let (host, port) = target
                 .rsplit_once(':')
@@ -313,6 +328,26 @@ async fn probe_once(kind: ProbeKind, target: &str, timeout: Duration) -> ExitCod
             }
         }
         Detail::Tcp { connect } => println!("  connect {}", ms(*connect)),
+        Detail::Tls(tls) => {
+            println!("  grade {} {}", tls.grade.letter(), tls.reasons.join("; "));
+            println!(
+                "  {} {} key {} issuer {}",
+                tls.version, tls.cipher, tls.key, tls.issuer
+            );
+            println!(
+                "  chain valid {}, hostname match {}",
+                tls.chain_valid, tls.hostname_match
+            );
+            if let Some(problem) = &tls.problem {
+                println!("  problem: {problem}");
+            }
+            for (version, accepted) in &tls.legacy {
+                println!("  {version} accepted: {accepted}");
+            }
+            if !tls.fingerprint.is_empty() {
+                println!("  sha256 {}", tls.fingerprint);
+            }
+        }
         Detail::Ports(ports) => {
             println!("  audited {:?}", ports.audited);
             if !ports.unexpected_open.is_empty() {

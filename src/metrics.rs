@@ -130,6 +130,14 @@ pub struct CheckMetrics {
     pub http_version_disclosed: GaugeVec,
     pub http_redirected_to_https: GaugeVec,
     pub port_unexpected_open: GaugeVec,
+    pub tls_grade: GaugeVec,
+    pub tls_chain_expiry: GaugeVec,
+    pub tls_legacy_accepted: GaugeVec,
+    pub tls_fingerprint_changed: GaugeVec,
+    pub tls_chain_valid: GaugeVec,
+    pub tls_hostname_match: GaugeVec,
+    pub tls_version: GaugeVec,
+    pub tls_key_bits: GaugeVec,
     pub dns_rcode: GaugeVec,
     pub dns_answers: GaugeVec,
     pub dns_answer_changed: GaugeVec,
@@ -217,6 +225,29 @@ impl CheckMetrics {
                 "Ports audit: 1 when an audited port not expected open answers, 0 when it is closed.",
                 &["port"],
             )?,
+            tls_grade: gauge(&n, "iocwatch_tls_grade", "TLS grade: A = 4, B = 3, C = 2, F = 0.", &[])?,
+            tls_chain_expiry: gauge(
+                &n,
+                "iocwatch_tls_chain_expiry_timestamp_seconds",
+                "The earliest notAfter of the certificates the server sent.",
+                &[],
+            )?,
+            tls_legacy_accepted: gauge(
+                &n,
+                "iocwatch_tls_legacy_protocol_accepted",
+                "1 when the server still accepts a handshake at this legacy version.",
+                &["version"],
+            )?,
+            tls_fingerprint_changed: gauge(
+                &n,
+                "iocwatch_tls_cert_fingerprint_changed",
+                "1 when the leaf certificate differs from the baseline (the first seen).",
+                &[],
+            )?,
+            tls_chain_valid: gauge(&n, "iocwatch_tls_chain_valid", "1 when the chain verifies against the trusted roots.", &[])?,
+            tls_hostname_match: gauge(&n, "iocwatch_tls_hostname_match", "1 when the certificate matches the server name.", &[])?,
+            tls_version: gauge(&n, "iocwatch_tls_version", "Negotiated TLS version (1.2, 1.3).", &[])?,
+            tls_key_bits: gauge(&n, "iocwatch_tls_key_bits", "Size of the leaf certificate's public key.", &[])?,
             dns_rcode: gauge(&n, "iocwatch_dns_rcode", "DNS response code of the last answer (0 NOERROR, 3 NXDOMAIN).", &[])?,
             dns_answers: gauge(&n, "iocwatch_dns_answers", "Records of the asked type in the last answer.", &[])?,
             dns_answer_changed: gauge(
@@ -250,6 +281,14 @@ impl CheckMetrics {
             Box::new(self.http_version_disclosed.clone()),
             Box::new(self.http_redirected_to_https.clone()),
             Box::new(self.port_unexpected_open.clone()),
+            Box::new(self.tls_grade.clone()),
+            Box::new(self.tls_chain_expiry.clone()),
+            Box::new(self.tls_legacy_accepted.clone()),
+            Box::new(self.tls_fingerprint_changed.clone()),
+            Box::new(self.tls_chain_valid.clone()),
+            Box::new(self.tls_hostname_match.clone()),
+            Box::new(self.tls_version.clone()),
+            Box::new(self.tls_key_bits.clone()),
             Box::new(self.dns_rcode.clone()),
             Box::new(self.dns_answers.clone()),
             Box::new(self.dns_answer_changed.clone()),
@@ -285,6 +324,13 @@ impl CheckMetrics {
             &self.http_redirects,
             &self.tls_expiry,
             &self.http_version_disclosed,
+            &self.tls_grade,
+            &self.tls_chain_expiry,
+            &self.tls_fingerprint_changed,
+            &self.tls_chain_valid,
+            &self.tls_hostname_match,
+            &self.tls_version,
+            &self.tls_key_bits,
             &self.http_redirected_to_https,
             &self.dns_rcode,
             &self.dns_answers,
@@ -311,6 +357,7 @@ impl CheckMetrics {
             &base,
             SecurityHeader::ALL.iter().map(|h| h.label()),
         );
+        remove_with(&self.tls_legacy_accepted, &base, ["TLS1.0", "TLS1.1"]);
         for port in ports {
             let port = port.to_string();
             let mut labels = base.clone();
@@ -362,6 +409,7 @@ enum KindSeries {
         changed: Gauge,
     },
     Ports,
+    Tls,
     Http {
         status: Gauge,
         body: Gauge,
@@ -394,6 +442,7 @@ impl CheckSeries {
             },
             Kind::Tcp => KindSeries::Tcp { connect: None },
             Kind::Ports => KindSeries::Ports,
+            Kind::Tls => KindSeries::Tls,
             Kind::Dns => KindSeries::Dns {
                 rcode: m.dns_rcode.with_label_values(&base),
                 answers: m.dns_answers.with_label_values(&base),
@@ -540,6 +589,42 @@ impl CheckSeries {
                 rcode.set(f64::from(dns.rcode));
                 answers.set(dns.answers.len() as f64);
                 changed.set(if dns.changed { 1.0 } else { 0.0 });
+            }
+            (KindSeries::Tls, Detail::Tls(tls)) => {
+                let set = |family: &GaugeVec, v: f64| family.with_label_values(&base()).set(v);
+                let flag = |b: bool| if b { 1.0 } else { 0.0 };
+                set(&m.tls_grade, tls.grade.value());
+                for (version, accepted) in &tls.legacy {
+                    let mut labels = base();
+                    labels.push(version);
+                    m.tls_legacy_accepted
+                        .with_label_values(&labels)
+                        .set(flag(*accepted));
+                }
+                if !tls.version.is_empty() {
+                    set(&m.tls_chain_valid, flag(tls.chain_valid));
+                    set(&m.tls_hostname_match, flag(tls.hostname_match));
+                    set(&m.tls_fingerprint_changed, flag(tls.fingerprint_changed));
+                    let version = match tls.version {
+                        "TLS1.3" => 1.3,
+                        "TLS1.2" => 1.2,
+                        _ => 0.0,
+                    };
+                    set(&m.tls_version, version);
+                }
+                if let Some(bits) = tls.key_bits {
+                    set(&m.tls_key_bits, f64::from(bits));
+                }
+                let unix = |t: std::time::SystemTime| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64())
+                };
+                if let Some(t) = tls.leaf_not_after {
+                    set(&m.tls_expiry, unix(t));
+                }
+                if let Some(t) = tls.chain_not_after {
+                    set(&m.tls_chain_expiry, unix(t));
+                }
             }
             (KindSeries::Ports, Detail::Ports(ports)) => {
                 for port in &ports.audited {

@@ -96,7 +96,7 @@ fn table_of_single_errors() {
         ),
         (
             target("    address: 127.0.0.2\n    checks:\n      - udp: {port: 53}\n"),
-            "main.yaml:19:9: unknown variant `udp`, expected one of icmp, tcp, http, dns, ports, template",
+            "main.yaml:19:9: unknown variant `udp`, expected one of icmp, tcp, http, dns, ports, tls, template",
         ),
         (
             target("    address: 127.0.0.2\n    checks:\n      - template: nope\n"),

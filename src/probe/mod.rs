@@ -11,6 +11,7 @@ pub mod ports;
 pub mod tcp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_servers;
+pub mod tls;
 pub mod tls_config;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use http::{HttpConfig, HttpDetail, HttpProbe};
 pub use icmp::{IcmpClients, IcmpConfig, IcmpProbe, IcmpStats};
 pub use ports::{PortsConfig, PortsDetail, PortsProbe};
 pub use tcp::{TcpConfig, TcpProbe};
+pub use tls::{TlsConfig, TlsDetail, TlsProbe};
 
 use crate::config::FieldError;
 
@@ -39,10 +41,18 @@ pub enum Kind {
     Http,
     Dns,
     Ports,
+    Tls,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Icmp, Kind::Tcp, Kind::Http, Kind::Dns, Kind::Ports];
+    pub const ALL: [Kind; 6] = [
+        Kind::Icmp,
+        Kind::Tcp,
+        Kind::Http,
+        Kind::Dns,
+        Kind::Ports,
+        Kind::Tls,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +61,7 @@ impl Kind {
             Kind::Http => "http",
             Kind::Dns => "dns",
             Kind::Ports => "ports",
+            Kind::Tls => "tls",
         }
     }
 }
@@ -71,6 +82,7 @@ pub enum CheckConfig {
     Http(Box<HttpConfig>),
     Dns(Box<DnsConfig>),
     Ports(PortsConfig),
+    Tls(Box<TlsConfig>),
     Template(String),
 }
 
@@ -84,6 +96,7 @@ pub enum Probe {
     Http(HttpProbe),
     Dns(DnsProbe),
     Ports(PortsProbe),
+    Tls(TlsProbe),
 }
 
 impl Probe {
@@ -95,6 +108,7 @@ impl Probe {
             CheckConfig::Http(c) => HttpProbe::new(c).map(Probe::Http),
             CheckConfig::Dns(c) => DnsProbe::new(c, address).map(Probe::Dns),
             CheckConfig::Ports(c) => PortsProbe::new(c, address).map(Probe::Ports),
+            CheckConfig::Tls(c) => TlsProbe::new(c, address).map(Probe::Tls),
             // Templates are expanded by the config loader before probes are built.
             CheckConfig::Template(name) => Err(vec![FieldError::unlocated(format!(
                 "template {name:?} cannot be used inside a template"
@@ -109,6 +123,7 @@ impl Probe {
             Probe::Http(_) => Kind::Http,
             Probe::Dns(_) => Kind::Dns,
             Probe::Ports(_) => Kind::Ports,
+            Probe::Tls(_) => Kind::Tls,
         }
     }
 
@@ -156,6 +171,7 @@ impl Probe {
             Probe::Http(p) => p.run(ctx, deadline).await,
             Probe::Dns(p) => p.run(deadline).await,
             Probe::Ports(p) => p.run(deadline).await,
+            Probe::Tls(p) => p.run(ctx, deadline).await,
         }
     }
 }
@@ -165,13 +181,17 @@ pub struct ProbeContext {
     pub icmp: IcmpClients,
     /// TLS settings with the system roots; HTTP probes with their own CA or `insecure` build theirs.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The system roots, for probes that verify chains themselves (the TLS probe).
+    pub roots: Arc<rustls::RootCertStore>,
 }
 
 impl ProbeContext {
     pub fn new() -> ProbeContext {
+        let roots = tls_config::system_roots();
         ProbeContext {
             icmp: IcmpClients::open(),
-            tls: tls_config::system_tls_config(),
+            tls: tls_config::root_config(roots.as_ref().clone()),
+            roots,
         }
     }
 }
@@ -206,6 +226,7 @@ pub enum Detail {
     Http(Box<HttpDetail>),
     Dns(Box<DnsDetail>),
     Ports(Box<PortsDetail>),
+    Tls(Box<TlsDetail>),
 }
 
 /// Why a probe failed. A fixed set so that the `reason` label stays bounded.

@@ -234,3 +234,35 @@ fn dns_answer(
     }
     response.to_vec().ok()
 }
+
+/// An SMTP server on loopback that greets, answers EHLO with STARTTLS, and then speaks TLS
+/// with `server` (as a mail server offering STARTTLS does).
+pub async fn smtp_starttls_server(server: Arc<rustls::ServerConfig>) -> u16 {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                if tcp.write_all(b"220 mail.example ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                for reply in [
+                    &b"250-mail.example\r\n250 STARTTLS\r\n"[..],
+                    b"220 go ahead\r\n",
+                ] {
+                    if matches!(tcp.read(&mut buf).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                    if tcp.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    port
+}

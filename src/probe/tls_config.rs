@@ -16,8 +16,13 @@ fn finish(config: rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// TLS settings with the operating system's trusted roots, built once at start-up.
+/// TLS settings with the operating system's trusted roots.
 pub fn system_tls_config() -> Arc<rustls::ClientConfig> {
+    root_config(system_roots().as_ref().clone())
+}
+
+/// The operating system's trusted roots, loaded once at start-up.
+pub fn system_roots() -> Arc<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     let loaded = rustls_native_certs::load_native_certs();
     for error in &loaded.errors {
@@ -27,10 +32,10 @@ pub fn system_tls_config() -> Arc<rustls::ClientConfig> {
     if added == 0 {
         tracing::warn!("no system root certificates found: HTTPS checks will fail verification unless they set ca_file");
     }
-    root_config(roots)
+    Arc::new(roots)
 }
 
-fn root_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+pub fn root_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     // The ring provider supports the safe default versions, so this cannot fail.
     match rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -41,6 +46,11 @@ fn root_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
 }
 
 pub fn ca_tls_config(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    Ok(root_config(ca_roots(path)?))
+}
+
+/// The certificates of a PEM file, as trusted roots.
+pub fn ca_roots(path: &str) -> Result<rustls::RootCertStore, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("cannot read ca_file {path:?}: {e}"))?
         .collect::<Result<Vec<_>, _>>()
@@ -50,7 +60,7 @@ pub fn ca_tls_config(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     if added == 0 {
         return Err(format!("ca_file {path:?} holds no usable certificate"));
     }
-    Ok(root_config(roots))
+    Ok(roots)
 }
 
 pub fn insecure_tls_config() -> Arc<rustls::ClientConfig> {

@@ -459,6 +459,7 @@ fn check_name(config: &CheckConfig) -> String {
         CheckConfig::Http(c) => c.name.clone().unwrap_or_else(|| Kind::Http.to_string()),
         CheckConfig::Dns(c) => c.name.clone().unwrap_or_else(|| Kind::Dns.to_string()),
         CheckConfig::Ports(c) => c.name.clone().unwrap_or_else(|| Kind::Ports.to_string()),
+        CheckConfig::Tls(c) => c.name.clone().unwrap_or_else(|| Kind::Tls.to_string()),
         CheckConfig::Template(name) => name.clone(),
     }
 }

@@ -209,8 +209,8 @@ def security():
           thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 2}, {"color": "green", "value": 3}])
     p.add("table", "Giao thức TLS cũ còn được chấp nhận", "Servers that still accept TLS 1.0 or 1.1 (1 = accepted).",
           [ts("iocwatch_tls_legacy_protocol_accepted", instant=True, table=True)], w=12, h=8)
-    p.add("table", "Nội dung trang thay đổi", "Pages whose content changed against the baseline (defacement).",
-          [ts("iocwatch_content_changed == 1", instant=True, table=True)], w=12, h=8)
+    p.add("table", "Nội dung trang thay đổi", "Watched pages: 1 when the content differs from the baseline (defacement, or a change to accept with `iocwatch baseline accept`).",
+          [ts("iocwatch_content_changed", instant=True, table=True)], w=12, h=8)
     p.add("table", "Cổng mở ngoài dự kiến", "Ports found open that are not expected to be.",
           [ts("iocwatch_port_unexpected_open == 1", instant=True, table=True)], w=12, h=8)
     p.add("table", "Thiếu HTTP security header", "Required security headers missing per endpoint.",

@@ -19,7 +19,7 @@ use crate::config::{self, ConfigErrors};
 use crate::metrics::AgentMetrics;
 use crate::probe::ProbeContext;
 use crate::scheduler::Scheduler;
-use crate::server::{self, ReloadRequest, ServerState};
+use crate::server::{self, AcceptRequest, ReloadRequest, ServerState};
 use crate::state::{self, State, StateMsg};
 
 #[derive(Debug, Clone)]
@@ -136,10 +136,12 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         .collect();
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let (accept_tx, accept_rx) = mpsc::channel::<AcceptRequest>(4);
     let server_state = ServerState {
         registry,
         shutdown: shutdown.clone(),
         reload: reload_tx,
+        accept: accept_tx,
         telemetry_path: options.telemetry_path.clone(),
         status,
     };
@@ -161,7 +163,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         watcher,
     };
     control.watch();
-    tracker.spawn(control.run(reload_rx, changed_rx, shutdown.clone()));
+    tracker.spawn(control.run(reload_rx, accept_rx, changed_rx, shutdown.clone()));
 
     for addr in &bound {
         tracing::info!(%addr, path = %options.telemetry_path, "serving metrics");
@@ -218,6 +220,7 @@ impl Control {
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<ReloadRequest>,
+        mut accepts: mpsc::Receiver<AcceptRequest>,
         mut changed: mpsc::Receiver<()>,
         shutdown: CancellationToken,
     ) {
@@ -228,6 +231,12 @@ impl Control {
                 Some(reply) = requests.recv() => {
                     let result = self.reload("api").await;
                     let _ = reply.send(result);
+                }
+                Some((target, reply)) = accepts.recv() => {
+                    let known = self.catalog.targets.iter().any(|t| *t.id == *target);
+                    let accepted = known.then(|| self.scheduler.accept_baselines(&target));
+                    tracing::info!(target = %target, checks = ?accepted, "baselines accepted");
+                    let _ = reply.send(accepted);
                 }
                 Some(()) = changed.recv() => {
                     // Editors write a file in several steps; wait for them to finish.

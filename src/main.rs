@@ -62,6 +62,11 @@ enum Command {
     Run,
     /// Validate the config; list every error with file:line:column.
     CheckConfig,
+    /// Manage the baselines that DNS, TLS and page-content checks compare against.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+    },
     /// Run one probe now and print what it measured.
     Probe {
         kind: ProbeKind,
@@ -71,6 +76,18 @@ enum Command {
         /// How long the probe may take.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineAction {
+    /// Accept the target's current DNS answers, certificate and page as legitimate: the
+    /// running agent takes them as the new baselines.
+    Accept {
+        target: String,
+        /// The running agent.
+        #[arg(long, default_value = "http://127.0.0.1:10090")]
+        agent: String,
     },
 }
 
@@ -138,6 +155,9 @@ fn main() -> ExitCode {
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Run => runtime.block_on(run(&cli)),
         Command::CheckConfig => check_config(&cli.config),
+        Command::Baseline {
+            action: BaselineAction::Accept { target, agent },
+        } => runtime.block_on(accept_baseline(agent, target)),
         Command::Probe {
             kind,
             target,
@@ -199,6 +219,48 @@ async fn run(cli: &Cli) -> ExitCode {
     agent.wait().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Asks the running agent (which owns the baselines) to accept the target's current content.
+async fn accept_baseline(agent: &str, target: &str) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(
+            &iocwatch::probe::tls_config::system_tls_config(),
+        ))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = format!("{}/api/v1/baselines/accept", agent.trim_end_matches('/'));
+    let url = match reqwest::Url::parse_with_params(&base, [("target", target)]) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("invalid --agent {agent:?}: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let sent = client.post(url).send().await;
+    match sent {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            let body = response.text().await.unwrap_or_default();
+            if ok {
+                println!("{}", body.trim());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{}", body.trim());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot reach the agent at {agent}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

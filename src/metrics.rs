@@ -129,6 +129,8 @@ pub struct CheckMetrics {
     pub http_header_missing: GaugeVec,
     pub http_version_disclosed: GaugeVec,
     pub http_redirected_to_https: GaugeVec,
+    pub content_changed: GaugeVec,
+    pub content_forbidden: GaugeVec,
     pub port_unexpected_open: GaugeVec,
     pub tls_grade: GaugeVec,
     pub tls_chain_expiry: GaugeVec,
@@ -219,6 +221,18 @@ impl CheckMetrics {
                 "For http:// URLs: 1 when the site moves to HTTPS, 0 when it stays on plain HTTP.",
                 &[],
             )?,
+            content_changed: gauge(
+                &n,
+                "iocwatch_content_changed",
+                "1 when the page differs from its baseline (defacement, or a change to accept).",
+                &[],
+            )?,
+            content_forbidden: gauge(
+                &n,
+                "iocwatch_content_forbidden_phrase_found",
+                "1 when the page holds a forbidden phrase (\"hacked by\").",
+                &[],
+            )?,
             port_unexpected_open: gauge(
                 &n,
                 "iocwatch_port_unexpected_open",
@@ -280,6 +294,8 @@ impl CheckMetrics {
             Box::new(self.http_header_missing.clone()),
             Box::new(self.http_version_disclosed.clone()),
             Box::new(self.http_redirected_to_https.clone()),
+            Box::new(self.content_changed.clone()),
+            Box::new(self.content_forbidden.clone()),
             Box::new(self.port_unexpected_open.clone()),
             Box::new(self.tls_grade.clone()),
             Box::new(self.tls_chain_expiry.clone()),
@@ -324,6 +340,8 @@ impl CheckMetrics {
             &self.http_redirects,
             &self.tls_expiry,
             &self.http_version_disclosed,
+            &self.content_changed,
+            &self.content_forbidden,
             &self.tls_grade,
             &self.tls_chain_expiry,
             &self.tls_fingerprint_changed,
@@ -549,6 +567,15 @@ impl CheckSeries {
                 redirects.set(f64::from(http.redirects));
                 for (g, (_, d)) in phases.iter().zip(http.phases.named()) {
                     g.set(d.as_secs_f64());
+                }
+                if let Some(content) = &http.content {
+                    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+                    m.content_changed
+                        .with_label_values(&base())
+                        .set(flag(content.changed));
+                    m.content_forbidden
+                        .with_label_values(&base())
+                        .set(flag(!content.forbidden_found.is_empty()));
                 }
                 if let Some(posture) = &http.posture {
                     for (header, missing) in &posture.headers {

@@ -23,6 +23,8 @@ use crate::state::{ProbeResult, StateMsg};
 struct Running {
     fingerprint: u64,
     stop: CancellationToken,
+    /// The task's own probe: baselines live there, not in a later catalog's copy.
+    probe: Arc<crate::probe::Probe>,
 }
 
 struct Limit {
@@ -90,6 +92,7 @@ impl Scheduler {
                 Running {
                     fingerprint: check.fingerprint,
                     stop: stop.clone(),
+                    probe: Arc::clone(&check.probe),
                 },
             );
             let task = CheckTask {
@@ -156,6 +159,19 @@ impl Scheduler {
 
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Accepts the current state of `target`'s watched content (DNS answers, certificate,
+    /// page) as the new baseline; returns the names of the checks that had one.
+    pub fn accept_baselines(&self, target: &str) -> Vec<String> {
+        let mut accepted: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(key, running)| &*key.target == target && running.probe.accept_change())
+            .map(|(key, _)| key.check.to_string())
+            .collect();
+        accepted.sort();
+        accepted
     }
 }
 

@@ -15,6 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::http_content::{ContentConfig, ContentFindings, ContentWatch};
 use super::http_security;
 use super::tls_config::{ca_tls_config, insecure_tls_config};
 use super::{Detail, FailureReason, IpFamily, ProbeContext};
@@ -66,6 +67,9 @@ pub struct HttpConfig {
     /// version, and (for `http://` URLs) whether the site moves to HTTPS.
     #[serde(default)]
     pub security_headers: bool,
+    /// Watch the page for defacement: changes against a baseline, forbidden phrases.
+    #[serde(default)]
+    pub content: Option<ContentConfig>,
 }
 
 fn default_max_body() -> u64 {
@@ -121,6 +125,7 @@ pub struct HttpProbe {
     tls: Option<Arc<rustls::ClientConfig>>,
     ip_family: Option<IpFamily>,
     security_headers: bool,
+    content: Option<ContentWatch>,
 }
 
 impl HttpProbe {
@@ -217,6 +222,11 @@ impl HttpProbe {
             },
             (None, false) => None,
         };
+        let content = config.content.as_ref().and_then(|c| {
+            ContentWatch::new(c)
+                .map_err(|mut e| errors.append(&mut e))
+                .ok()
+        });
         let (Some(url), true) = (url, errors.is_empty()) else {
             return Err(errors);
         };
@@ -238,11 +248,19 @@ impl HttpProbe {
             tls,
             ip_family: config.ip_family,
             security_headers: config.security_headers,
+            content,
         })
     }
 
     pub fn url(&self) -> &reqwest::Url {
         &self.url
+    }
+
+    /// Forgets the page baseline (after a legitimate change).
+    pub fn accept_change(&self) {
+        if let Some(watch) = &self.content {
+            watch.accept_change();
+        }
     }
 
     pub async fn run(
@@ -381,6 +399,16 @@ impl HttpProbe {
             .expect_status
             .iter()
             .any(|r| (r.0..=r.1).contains(&detail.status));
+        // Only a page that answered as expected is compared: an error page is an outage,
+        // not a defacement, and must not become the baseline.
+        if let (Some(watch), true) = (&self.content, status_ok) {
+            let findings = watch.assess(&String::from_utf8_lossy(&body));
+            let forbidden = !findings.forbidden_found.is_empty();
+            detail.content = Some(findings);
+            if forbidden {
+                return Some(FailureReason::Content);
+            }
+        }
         if !status_ok {
             return Some(FailureReason::HttpStatus);
         }
@@ -414,6 +442,8 @@ pub struct HttpDetail {
     pub cert_not_after: Option<SystemTime>,
     /// With `security_headers: true`.
     pub posture: Option<http_security::Posture>,
+    /// With `content:`.
+    pub content: Option<ContentFindings>,
 }
 
 impl HttpDetail {

@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod http_content;
 pub mod http_security;
 pub mod icmp;
 pub mod ports;
@@ -135,6 +136,18 @@ impl Probe {
             Probe::Ports(p) => p.min_round_time(),
             _ => Duration::ZERO,
         }
+    }
+
+    /// Forgets the baselines the check compares against (DNS answers, certificate, page);
+    /// the next round sets new ones. Returns whether the check has a baseline at all.
+    pub fn accept_change(&self) -> bool {
+        match self {
+            Probe::Dns(p) => p.accept_change(),
+            Probe::Tls(p) => p.accept_change(),
+            Probe::Http(p) => p.accept_change(),
+            Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => return false,
+        }
+        true
     }
 
     /// Values of the `port` label this check's series use (ports audits only).

@@ -21,12 +21,17 @@ use tokio_util::sync::CancellationToken;
 /// A reload asked for over HTTP; the answer is the error text of a refused config.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
+/// "Accept the current content of this target as its baseline"; the answer is the names of
+/// the checks that had a baseline, or `None` for an unknown target.
+pub type AcceptRequest = (String, oneshot::Sender<Option<Vec<String>>>);
+
 #[derive(Clone)]
 pub struct ServerState {
     pub registry: Registry,
     /// Cancelled when the agent begins to shut down: from then on it is no longer ready.
     pub shutdown: CancellationToken,
     pub reload: mpsc::Sender<ReloadRequest>,
+    pub accept: mpsc::Sender<AcceptRequest>,
     pub telemetry_path: String,
     pub status: watch::Receiver<Arc<Status>>,
 }
@@ -36,6 +41,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_json))
+        .route("/api/v1/baselines/accept", post(accept_baseline))
         // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
         .route(
             &telemetry,
@@ -102,6 +108,38 @@ async fn reload(State(state): State<ServerState>) -> Response {
         Ok(Err(errors)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("config refused, the running one is kept:\n{errors}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AcceptQuery {
+    target: String,
+}
+
+async fn accept_baseline(
+    State(state): State<ServerState>,
+    Query(query): Query<AcceptQuery>,
+) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state
+        .accept
+        .send((query.target.clone(), reply))
+        .await
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Some(checks)) => {
+            axum::Json(serde_json::json!({"target": query.target, "accepted": checks}))
+                .into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            format!("unknown target {:?}\n", query.target),
         )
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),

@@ -146,11 +146,7 @@ impl State {
             CheckSeries::new(checks, check.kind, Arc::clone(&check.label_values))
         });
         series.record(checks, &result.outcome, unix_seconds(result.finished));
-        let last = LastResult {
-            failure: result.outcome.failure,
-            duration_seconds: result.outcome.duration.as_secs_f64(),
-            finished: result.finished,
-        };
+        let last = LastResult::from_outcome(&result.outcome, result.finished);
         let ok = last.failure.is_none();
         let before = self.last.insert(result.key, last);
         if before.map(|b| b.failure.is_none()) != Some(ok) {

@@ -12,11 +12,63 @@ use crate::probe::{FailureReason, Kind};
 use crate::state::TargetState;
 
 /// The last round of one check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LastResult {
     pub failure: Option<FailureReason>,
     pub duration_seconds: f64,
     pub finished: SystemTime,
+    /// What a security check found, in a line: what changed on a page, a TLS grade and its
+    /// reasons, a changed DNS answer, unexpected open ports.
+    pub note: Option<String>,
+}
+
+impl LastResult {
+    pub fn from_outcome(outcome: &crate::probe::Outcome, finished: SystemTime) -> LastResult {
+        LastResult {
+            failure: outcome.failure,
+            duration_seconds: outcome.duration.as_secs_f64(),
+            finished,
+            note: note(&outcome.detail),
+        }
+    }
+}
+
+fn note(detail: &crate::probe::Detail) -> Option<String> {
+    use crate::probe::Detail;
+    match detail {
+        Detail::Http(http) => {
+            let content = http.content.as_ref()?;
+            if !content.forbidden_found.is_empty() {
+                Some(format!(
+                    "forbidden phrase: {}",
+                    content.forbidden_found.join(", ")
+                ))
+            } else {
+                content
+                    .summary
+                    .as_ref()
+                    .map(|s| format!("page changed: {s}"))
+            }
+        }
+        Detail::Tls(tls) => Some(
+            format!("grade {} {}", tls.grade.letter(), tls.reasons.join("; "))
+                .trim()
+                .to_owned(),
+        ),
+        Detail::Dns(dns) if dns.changed => {
+            Some(format!("answer changed: {}", dns.answers.join(", ")))
+        }
+        Detail::Ports(ports) if !ports.unexpected_open.is_empty() => Some(format!(
+            "unexpected open ports: {}",
+            ports
+                .unexpected_open
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -113,6 +165,7 @@ pub struct CheckStatus {
     pub reason: Option<&'static str>,
     pub duration_seconds: Option<f64>,
     pub last_run: Option<f64>,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +227,7 @@ pub fn build(
                         reason: r.and_then(|r| r.failure).map(FailureReason::label),
                         duration_seconds: r.map(|r| r.duration_seconds),
                         last_run: r.map(|r| unix(r.finished)),
+                        note: r.and_then(|r| r.note.clone()),
                     }
                 })
                 .collect(),

@@ -327,6 +327,9 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
             if let Some(d) = c.duration_seconds {
                 let _ = write!(checks, " <span class=\"muted\">{:.0} ms</span>", d * 1000.0);
             }
+            if let Some(note) = &c.note {
+                let _ = write!(checks, " <span class=\"muted\">— {}</span>", esc(note));
+            }
             checks.push_str("<br>");
         }
         let _ = write!(

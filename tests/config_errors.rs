@@ -79,8 +79,8 @@ fn table_of_single_errors() {
             "main.yaml:15:9: target id \"gw\" is already used at main.yaml:10",
         ),
         (
-            target("    address: 300.1.1.1\n    checks: [icmp: {}]\n"),
-            "main.yaml:17:14: target \"t2\": address \"300.1.1.1\": expected an IPv4 or IPv6 address or a host name",
+            target("    address: 127.0.0.300\n    checks: [icmp: {}]\n"),
+            "main.yaml:17:14: target \"t2\": address \"127.0.0.300\": expected an IPv4 or IPv6 address or a host name",
         ),
         (
             target("    address: 127.0.0.2\n    interval: 5s\n    timeout: 5s\n    checks: [icmp: {}]\n"),

@@ -588,7 +588,7 @@ fn cert_not_after(der: &[u8]) -> Option<SystemTime> {
 mod tests {
     use super::*;
     use crate::probe::test_servers::{
-        certificate, response, serve, server_config, tls_wrap, Reply, Stream, Wrap,
+        certificate, hold_open, response, serve, server_config, tls_wrap, Reply,
     };
 
     #[test]
@@ -826,13 +826,7 @@ mod tests {
     #[tokio::test]
     async fn tls_handshake_that_hangs_times_out() {
         // Accepts TCP, never speaks TLS.
-        let hold: Wrap = Arc::new(|tcp| {
-            Box::pin(async move {
-                let _open = tcp;
-                std::future::pending::<Option<Stream>>().await
-            })
-        });
-        let port = serve(|_| Reply::Hang, Some(hold)).await;
+        let port = serve(|_| Reply::Hang, Some(hold_open())).await;
         let probe = with(&format!("https://localhost:{port}/"), "ip_family: ip4\n");
         let (failure, _) = run(&probe, Duration::from_millis(300)).await;
         assert_eq!(failure, Some(FailureReason::Timeout));

@@ -100,6 +100,16 @@ pub fn response(status: &str, headers: &str, body: &str) -> Reply {
     )
 }
 
+/// Accepts the TCP connection and then never speaks: a handshake that hangs.
+pub fn hold_open() -> Wrap {
+    Arc::new(|tcp| {
+        Box::pin(async move {
+            let _open = tcp;
+            std::future::pending::<Option<Stream>>().await
+        })
+    })
+}
+
 pub fn tls_wrap(server: Arc<rustls::ServerConfig>) -> Wrap {
     let acceptor = tokio_rustls::TlsAcceptor::from(server);
     Arc::new(move |tcp| {

@@ -664,8 +664,8 @@ fn push_ext(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
 mod tests {
     use super::*;
     use crate::probe::test_servers::{
-        certificate, response, serve, server_config, smtp_starttls_server, tls_wrap, Reply, Stream,
-        Wrap,
+        certificate, hold_open, response, serve, server_config, smtp_starttls_server, tls_wrap,
+        Reply, Stream, Wrap,
     };
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -812,13 +812,7 @@ mod tests {
 
     #[tokio::test]
     async fn hanging_and_garbage_servers_do_not_stall_the_probe() {
-        let hold: Wrap = Arc::new(|tcp| {
-            Box::pin(async move {
-                let _open = tcp;
-                std::future::pending::<Option<Stream>>().await
-            })
-        });
-        let hanging = serve(|_| Reply::Hang, Some(hold)).await;
+        let hanging = serve(|_| Reply::Hang, Some(hold_open())).await;
         let started = Instant::now();
         let (failure, d) = run(&probe(hanging, "", None), Duration::from_millis(400)).await;
         assert_eq!(failure, Some(FailureReason::Timeout));

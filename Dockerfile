@@ -6,16 +6,16 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin iocwatch \
- && apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
- && setcap cap_net_raw+ep target/release/iocwatch
+RUN cargo build --release --locked --bin iocwatch
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+COPY --from=build /src/target/release/iocwatch /usr/bin/iocwatch
+# The file capability is set in this stage: COPY does not carry extended attributes everywhere.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libcap2-bin \
+ && setcap cap_net_raw+ep /usr/bin/iocwatch \
+ && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10090 --no-create-home --shell /usr/sbin/nologin iocwatch \
  && mkdir -p /etc/iocwatch /var/lib/iocwatch && chown iocwatch /var/lib/iocwatch
-COPY --from=build /src/target/release/iocwatch /usr/bin/iocwatch
 COPY config /etc/iocwatch
 USER iocwatch
 EXPOSE 10090

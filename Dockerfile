@@ -22,4 +22,4 @@ EXPOSE 10090
 VOLUME ["/var/lib/iocwatch"]
 HEALTHCHECK --interval=30s --timeout=3s CMD ["/usr/bin/iocwatch", "probe", "http", "http://127.0.0.1:10090/-/healthy"]
 ENTRYPOINT ["/usr/bin/iocwatch"]
-CMD ["run", "--config.file=/etc/iocwatch/iocwatch.yaml"]
+CMD ["run", "--config.file=/etc/iocwatch/iocwatch.yaml", "--storage.path=/var/lib/iocwatch"]

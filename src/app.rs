@@ -34,6 +34,8 @@ pub struct Options {
     pub watch: bool,
     /// Probe only this shard's targets (several agents sharing one config).
     pub shard: Option<Shard>,
+    /// Directory of the embedded database; without one, baselines live in memory only.
+    pub storage: Option<PathBuf>,
 }
 
 impl Options {
@@ -45,6 +47,7 @@ impl Options {
             shutdown_grace: Duration::from_secs(10),
             watch: true,
             shard: None,
+            storage: None,
         }
     }
 }
@@ -62,6 +65,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot watch config files: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A started agent: where it listens, and how to wait for it to stop.
@@ -92,6 +97,14 @@ impl Agent {
 /// Loads the config, starts every task and returns once the agent serves.
 pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agent, AppError> {
     let catalog = Arc::new(load(&options.config, options.shard)?);
+    let store = match &options.storage {
+        Some(dir) => {
+            let store = crate::store::Store::open(dir)?;
+            tracing::info!(path = %store.path().display(), "embedded database open");
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let registry = Registry::new();
     let metrics = Arc::new(AgentMetrics::register(&registry)?);
     mark_reload(&metrics, true);
@@ -116,7 +129,8 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         Arc::clone(&metrics),
         tracker.clone(),
         shutdown.clone(),
-    );
+    )
+    .with_store(store);
     scheduler.apply(&catalog);
 
     let addrs = options

@@ -26,5 +26,6 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod store;
 
 pub use app::{run, start, Agent, AppError, Options};

@@ -33,6 +33,14 @@ struct Cli {
     /// Path under which metrics are served.
     #[arg(long = "web.telemetry-path", global = true, default_value = "/metrics")]
     telemetry_path: String,
+    /// Directory of the embedded database (baselines; alert state later).
+    #[arg(
+        long = "storage.path",
+        env = "IOCWATCH_STORAGE_PATH",
+        global = true,
+        default_value = "data"
+    )]
+    storage_path: PathBuf,
     /// This agent's shard, 0-based (several agents sharing one config; in Kubernetes the
     /// StatefulSet pod index).
     #[arg(
@@ -195,6 +203,7 @@ async fn run(cli: &Cli) -> ExitCode {
     let mut options = iocwatch::Options::new(&cli.config);
     options.listen = (!cli.listen.is_empty()).then(|| cli.listen.clone());
     options.telemetry_path = cli.telemetry_path.clone();
+    options.storage = Some(cli.storage_path.clone());
     if let (Some(index), Some(count)) = (cli.shard_index, cli.shard_count) {
         if count == 0 || index >= count {
             eprintln!("--shard.index {index} must be below --shard.count {count}");

@@ -34,6 +34,8 @@ struct Limit {
 
 pub struct Scheduler {
     ctx: Arc<ProbeContext>,
+    /// Where checks keep their baselines across restarts, when the agent has a store.
+    store: Option<Arc<crate::store::Store>>,
     results: mpsc::Sender<StateMsg>,
     metrics: Arc<AgentMetrics>,
     limits: BTreeMap<Kind, Limit>,
@@ -52,6 +54,7 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             ctx,
+            store: None,
             results,
             metrics,
             limits: BTreeMap::new(),
@@ -59,6 +62,12 @@ impl Scheduler {
             tracker,
             shutdown,
         }
+    }
+
+    /// Checks started from now on keep their baselines in `store`.
+    pub fn with_store(mut self, store: Option<Arc<crate::store::Store>>) -> Scheduler {
+        self.store = store;
+        self
     }
 
     /// Makes the running checks match `catalog`. Unchanged checks keep their task, and with it
@@ -85,6 +94,10 @@ impl Scheduler {
             *per_kind.entry(check.kind).or_default() += 1;
             if self.running.contains_key(&check.key) {
                 continue;
+            }
+            if let Some(store) = &self.store {
+                let key = format!("{}/{}", check.key.target, check.key.check);
+                check.probe.attach_baseline(store, &key);
             }
             let stop = self.shutdown.child_token();
             self.running.insert(

@@ -138,7 +138,14 @@ async fn daemon_reloads_on_sighup_and_stops_on_sigterm() {
     let child = iocwatch()
         .args(["run", "-c"])
         .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log.format", "json"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log.format",
+            "json",
+            "--storage.path",
+        ])
+        .arg(dir.path().join("data"))
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");

@@ -121,3 +121,38 @@ targets:
     assert_eq!(status, 404);
     agent.stop().await;
 }
+
+/// Baselines live in the embedded database: an answer that changed while the agent was down
+/// is reported on the first round after the restart, not taken as the new normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baselines_survive_a_restart() {
+    let dns = iocwatch::probe::test_servers::DnsServer::start().await;
+    dns.set("dichvucong.laocai.gov.vn", &["127.0.10.1"]);
+    let storage = tempfile::tempdir().expect("storage");
+    let config = format!(
+        "defaults: {{interval: 1s, timeout: 800ms}}\nareas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n  - id: dns-tinh\n    area: \"15\"\n    checks: [dns: {{query: dichvucong.laocai.gov.vn, server: \"{}\"}}]\n",
+        dns.addr
+    );
+    let files = [("iocwatch.yaml", config.as_str())];
+    let with_storage = |o: &mut iocwatch::Options| o.storage = Some(storage.path().to_owned());
+    let dns_check = [("target", "dns-tinh")];
+
+    let agent = TestAgent::start_with(&files, with_storage).await;
+    agent
+        .wait_for(WAIT, "the first answer", |m| {
+            m.value("iocwatch_dns_answer_changed", &dns_check) == Some(0.0)
+        })
+        .await;
+    agent.stop().await;
+
+    // Hijacked while the agent was down.
+    dns.set("dichvucong.laocai.gov.vn", &["127.66.6.6"]);
+    let agent = TestAgent::start_with(&files, with_storage).await;
+    agent
+        .wait_for(WAIT, "the change after the restart", |m| {
+            m.value("iocwatch_dns_answer_changed", &dns_check) == Some(1.0)
+        })
+        .await;
+    assert!(storage.path().join("iocwatch.db").exists());
+    agent.stop().await;
+}

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -18,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
+use super::baseline::{Baseline, Comparison};
 use super::{Detail, FailureReason};
 use crate::config::{FieldError, Spanned};
 
@@ -68,9 +68,8 @@ pub struct DnsProbe {
     expect_rcode: ResponseCode,
     expect_answers: Option<BTreeSet<String>>,
     answer_match: Option<Regex>,
-    /// The first answer set seen; later sets are compared with it. Kept across reloads of an
-    /// unchanged check (the task keeps its probe), not yet across restarts.
-    baseline: Mutex<Option<BTreeSet<String>>>,
+    /// The first answer set seen (sorted, one per line); later sets are compared with it.
+    pub(crate) baseline: Baseline,
 }
 
 #[derive(Debug)]
@@ -158,7 +157,7 @@ impl DnsProbe {
             expect_answers: (!config.expect_answers.is_empty())
                 .then(|| config.expect_answers.iter().map(|a| normalise(a)).collect()),
             answer_match,
-            baseline: Mutex::new(None),
+            baseline: Baseline::default(),
         })
     }
 
@@ -198,21 +197,14 @@ impl DnsProbe {
             .filter(|r| r.record_type() == self.record_type)
             .map(|r| normalise(&r.data.to_string()))
             .collect();
-        let changed = {
-            // Poisoning needs a panic while holding the lock, which nothing here can cause.
-            let mut baseline = self.baseline.lock().unwrap_or_else(|p| p.into_inner());
-            match &*baseline {
-                Some(seen) => *seen != answers,
-                None => {
-                    if response.metadata.response_code == ResponseCode::NoError
-                        && !answers.is_empty()
-                    {
-                        *baseline = Some(answers.clone());
-                    }
-                    false
-                }
-            }
-        };
+        // Only a real answer may become the baseline, not an error or an empty set.
+        let settable =
+            response.metadata.response_code == ResponseCode::NoError && !answers.is_empty();
+        let joined = answers.iter().cloned().collect::<Vec<_>>().join("\n");
+        let changed = matches!(
+            self.baseline.compare(&joined, settable),
+            Comparison::Changed(_)
+        );
         let rcode = response.metadata.response_code;
         let detail = DnsDetail {
             rcode: u16::from(rcode),
@@ -240,7 +232,7 @@ impl DnsProbe {
 
     /// Forgets the baseline: the next answer set becomes the accepted one.
     pub fn accept_change(&self) {
-        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.baseline.clear();
     }
 }
 

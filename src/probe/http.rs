@@ -256,6 +256,10 @@ impl HttpProbe {
         &self.url
     }
 
+    pub(crate) fn content_baseline(&self) -> Option<&super::baseline::Baseline> {
+        self.content.as_ref().map(|c| &c.baseline)
+    }
+
     /// Forgets the page baseline (after a legitimate change).
     pub fn accept_change(&self) {
         if let Some(watch) = &self.content {

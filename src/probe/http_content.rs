@@ -7,11 +7,11 @@
 //! unchanged config (not yet across restarts) and replaced by `iocwatch baseline accept`.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
 use regex::Regex;
 use serde::Deserialize;
 
+use super::baseline::{Baseline, Comparison};
 use crate::config::{FieldError, Spanned};
 
 /// Longest excerpt of a changed line in the summary.
@@ -32,7 +32,7 @@ pub struct ContentConfig {
 pub struct ContentWatch {
     ignore: Vec<Regex>,
     forbidden: Vec<String>,
-    baseline: Mutex<Option<String>>,
+    pub(crate) baseline: Baseline,
 }
 
 /// What one page showed.
@@ -74,7 +74,7 @@ impl ContentWatch {
                 .map(|f| f.to_lowercase())
                 .filter(|f| !f.is_empty())
                 .collect(),
-            baseline: Mutex::new(None),
+            baseline: Baseline::default(),
         })
     }
 
@@ -95,22 +95,17 @@ impl ContentWatch {
 
     pub fn assess(&self, page: &str) -> ContentFindings {
         let lower = page.to_lowercase();
-        let forbidden_found = self
+        let forbidden_found: Vec<String> = self
             .forbidden
             .iter()
             .filter(|f| lower.contains(f.as_str()))
             .cloned()
             .collect();
         let text = self.normalise(page);
-        // Poisoning needs a panic while the lock is held, which nothing here can cause.
-        let mut baseline = self.baseline.lock().unwrap_or_else(|p| p.into_inner());
-        let summary = match &*baseline {
-            None => {
-                *baseline = Some(text);
-                None
-            }
-            Some(seen) if *seen == text => None,
-            Some(seen) => Some(summarise(seen, &text)),
+        // A page with a forbidden phrase never becomes the baseline.
+        let summary = match self.baseline.compare(&text, forbidden_found.is_empty()) {
+            Comparison::First | Comparison::Same => None,
+            Comparison::Changed(seen) => Some(summarise(&seen, &text)),
         };
         ContentFindings {
             changed: summary.is_some(),
@@ -121,7 +116,7 @@ impl ContentWatch {
 
     /// Forgets the baseline: the next page becomes the accepted one.
     pub fn accept_change(&self) {
-        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.baseline.clear();
     }
 }
 

@@ -3,6 +3,7 @@
 //! A probe never fails with `Err`: whatever happens to the target is data in [`Outcome`], with a
 //! bounded [`FailureReason`] so that metric cardinality stays fixed.
 
+pub mod baseline;
 pub mod dns;
 pub mod http;
 pub mod http_content;
@@ -148,6 +149,20 @@ impl Probe {
             Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => return false,
         }
         true
+    }
+
+    /// Binds the check's baseline (if it has one) to the store under `key`.
+    pub fn attach_baseline(&self, store: &Arc<crate::store::Store>, key: &str) {
+        let baseline = match self {
+            Probe::Dns(p) => &p.baseline,
+            Probe::Tls(p) => &p.baseline,
+            Probe::Http(p) => match p.content_baseline() {
+                Some(b) => b,
+                None => return,
+            },
+            Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => return,
+        };
+        baseline.attach(Arc::clone(store), key.to_owned());
     }
 
     /// Values of the `port` label this check's series use (ports audits only).

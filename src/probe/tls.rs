@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::baseline::{Baseline, Comparison};
 use super::tls_config::{ca_roots, provider};
 use super::{resolve_one, Detail, FailureReason, IpFamily, ProbeContext};
 use crate::config::{FieldError, Spanned};
@@ -72,8 +73,8 @@ pub struct TlsProbe {
     verifier: Option<Arc<WebPkiServerVerifier>>,
     check_legacy: bool,
     ip_family: Option<IpFamily>,
-    /// SHA-256 of the first leaf certificate seen; kept across reloads of an unchanged check.
-    baseline: Mutex<Option<String>>,
+    /// SHA-256 of the first leaf certificate seen.
+    pub(crate) baseline: Baseline,
 }
 
 impl std::fmt::Debug for TlsProbe {
@@ -145,7 +146,7 @@ impl TlsProbe {
             verifier,
             check_legacy: config.check_legacy,
             ip_family: config.ip_family,
-            baseline: Mutex::new(None),
+            baseline: Baseline::default(),
         })
     }
 
@@ -305,11 +306,10 @@ impl TlsProbe {
         if let Some(leaf_der) = h.chain.first() {
             let digest = ring::digest::digest(&ring::digest::SHA256, leaf_der);
             detail.fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            let mut baseline = self.baseline.lock().unwrap_or_else(|p| p.into_inner());
-            match &*baseline {
-                Some(seen) => detail.fingerprint_changed = *seen != detail.fingerprint,
-                None => *baseline = Some(detail.fingerprint.clone()),
-            }
+            detail.fingerprint_changed = matches!(
+                self.baseline.compare(&detail.fingerprint, true),
+                Comparison::Changed(_)
+            );
         }
     }
 
@@ -350,7 +350,7 @@ impl TlsProbe {
 
     /// Forgets the fingerprint baseline: the next certificate becomes the accepted one.
     pub fn accept_change(&self) {
-        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.baseline.clear();
     }
 }
 

@@ -837,6 +837,43 @@ mod tests {
         assert_eq!(d.legacy, [("TLS1.0", false), ("TLS1.1", false)]);
     }
 
+    /// A server whose certificate is not X.509 at all: the handshake completes (the key is
+    /// real), verification fails, nothing is parsed, and the probe reports it calmly.
+    #[tokio::test]
+    async fn a_garbage_certificate_is_a_failure_not_a_crash() {
+        #[derive(Debug)]
+        struct Garbage(Arc<rustls::sign::CertifiedKey>);
+        impl rustls::server::ResolvesServerCert for Garbage {
+            fn resolve(
+                &self,
+                _: rustls::server::ClientHello<'_>,
+            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                Some(Arc::clone(&self.0))
+            }
+        }
+        let (_, key) = certificate(2031);
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signing = provider().key_provider.load_private_key(der).expect("key");
+        let garbage = rustls::sign::CertifiedKey::new(
+            vec![CertificateDer::from(b"\x30\x03garbage".to_vec())],
+            signing,
+        );
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Garbage(Arc::new(garbage))));
+        let port = serve(
+            |_| response("200 OK", "", "ok"),
+            Some(tls_wrap(Arc::new(config))),
+        )
+        .await;
+        let (failure, d) = run(&probe(port, "check_legacy: false\n", None), SOON).await;
+        assert_eq!(failure, Some(FailureReason::Tls));
+        assert!(!d.chain_valid && d.leaf_not_after.is_none(), "{d:?}");
+        assert_eq!(d.grade, Grade::F);
+    }
+
     /// A server that speaks only TLS 1.0 (Debian's openssl with the old protocol re-enabled):
     /// the legacy check sees it, rustls cannot handshake, the grade says why.
     #[tokio::test]

@@ -15,6 +15,7 @@ pub mod tcp;
 pub mod test_servers;
 pub mod tls;
 pub mod tls_config;
+mod tls_wire;
 
 use std::fmt;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use iocwatch::probe::{CheckConfig, Detail, Probe, ProbeContext};
+use iocwatch::probe::{CheckConfig, Detail, Kind, Probe, ProbeContext};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for an invalid config (EX_USAGE-like, as sysexits' 64).
@@ -77,7 +77,8 @@ enum Command {
     },
     /// Run one probe now and print what it measured.
     Probe {
-        kind: ProbeKind,
+        #[arg(value_parser = str::parse::<Kind>)]
+        kind: Kind,
         /// Host or IP for icmp and ports, HOST:PORT for tcp, HOST[:PORT] for tls, a URL for
         /// http, NAME@SERVER[:PORT] for dns.
         target: String,
@@ -97,16 +98,6 @@ enum BaselineAction {
         #[arg(long, default_value = "http://127.0.0.1:10090")]
         agent: String,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ProbeKind {
-    Icmp,
-    Tcp,
-    Http,
-    Dns,
-    Ports,
-    Tls,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -292,12 +283,12 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 /// Builds the check the same way the config loader does, from a one-line YAML (JSON) mapping.
-fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<String>), String> {
+fn probe_config(kind: Kind, target: &str) -> Result<(CheckConfig, Option<String>), String> {
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let (yaml, address) = match kind {
-        ProbeKind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
-        ProbeKind::Ports => ("{\"ports\": {}}".to_owned(), Some(target.to_owned())),
-        ProbeKind::Tls => {
+        Kind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
+        Kind::Ports => ("{\"ports\": {}}".to_owned(), Some(target.to_owned())),
+        Kind::Tls => {
             let (host, port) = match target.rsplit_once(':') {
                 Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
                     host.trim_start_matches('[').trim_end_matches(']'),
@@ -311,7 +302,7 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
                 Some(host.to_owned()),
             )
         }
-        ProbeKind::Tcp => {
+        Kind::Tcp => {
             let (host, port) = target
                 .rsplit_once(':')
                 .ok_or_else(|| format!("tcp target {target:?}: expected HOST:PORT"))?;
@@ -324,11 +315,11 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
                 Some(host.to_owned()),
             )
         }
-        ProbeKind::Http => (
+        Kind::Http => (
             format!("{{\"http\": {{\"url\": {}}}}}", quoted(target)),
             None,
         ),
-        ProbeKind::Dns => {
+        Kind::Dns => {
             let (name, server) = target
                 .split_once('@')
                 .ok_or_else(|| format!("dns target {target:?}: expected NAME@SERVER, like dig"))?;
@@ -346,7 +337,7 @@ fn probe_config(kind: ProbeKind, target: &str) -> Result<(CheckConfig, Option<St
     Ok((config, address))
 }
 
-async fn probe_once(kind: ProbeKind, target: &str, timeout: Duration) -> ExitCode {
+async fn probe_once(kind: Kind, target: &str, timeout: Duration) -> ExitCode {
     let probe = probe_config(kind, target).and_then(|(config, address)| {
         Probe::build(&config, address.as_deref()).map_err(|errors| {
             errors

@@ -17,6 +17,7 @@
 //! - [`server`]: the HTTP surface.
 //! - [`app`]: wiring, supervision, reload and shutdown.
 
+pub mod alert;
 pub mod app;
 pub mod catalog;
 pub mod config;

@@ -1,0 +1,225 @@
+//! The life of one alert: a pure state machine over rounds (bad or good), with hysteresis and
+//! flapping. No I/O and no clock reads: `now` is passed in, so the tests drive it with
+//! tokio's paused clock and every sequence is repeatable.
+//!
+//! - Fires after `fire_after` consecutive bad rounds; resolves after `resolve_after`
+//!   consecutive good ones.
+//! - Flapping: when the condition changes `flap_threshold` times within `flap_window`, the
+//!   alert fires (or stays firing) marked flapping, and does not resolve while the changes go
+//!   on: one alert instead of a storm.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleParams {
+    pub fire_after: u32,
+    pub resolve_after: u32,
+    pub flap_window: Duration,
+    pub flap_threshold: u32,
+}
+
+impl Default for RuleParams {
+    fn default() -> Self {
+        RuleParams {
+            fire_after: 3,
+            resolve_after: 2,
+            flap_window: Duration::from_secs(600),
+            flap_threshold: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+/// What a round changed, for the engine to record and notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Fired { since: Instant, flapping: bool },
+    FlappingStarted,
+    Resolved { since: Instant },
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    params: RuleParams,
+    phase: Phase,
+    /// First bad round of the current episode.
+    since: Option<Instant>,
+    bad_streak: u32,
+    good_streak: u32,
+    last_bad: Option<bool>,
+    /// When the condition changed, within the flap window.
+    changes: VecDeque<Instant>,
+    flapping: bool,
+}
+
+impl AlertRule {
+    pub fn new(params: RuleParams) -> AlertRule {
+        AlertRule {
+            params,
+            phase: Phase::Inactive,
+            since: None,
+            bad_streak: 0,
+            good_streak: 0,
+            last_bad: None,
+            changes: VecDeque::new(),
+            flapping: false,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn flapping(&self) -> bool {
+        self.flapping
+    }
+
+    /// When the current episode began (its first bad round), while pending or firing.
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Feeds one round: `bad` is whether the condition held.
+    pub fn observe(&mut self, bad: bool, now: Instant) -> Option<Transition> {
+        if self.last_bad.is_some_and(|last| last != bad) {
+            self.changes.push_back(now);
+        }
+        self.last_bad = Some(bad);
+        while self
+            .changes
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > self.params.flap_window)
+        {
+            self.changes.pop_front();
+        }
+        let flapping_now = self.changes.len() >= self.params.flap_threshold as usize;
+        if bad {
+            self.bad_streak += 1;
+            self.good_streak = 0;
+            self.since.get_or_insert(now);
+        } else {
+            self.good_streak += 1;
+            self.bad_streak = 0;
+        }
+        match self.phase {
+            Phase::Inactive | Phase::Pending => {
+                if self.bad_streak >= self.params.fire_after || flapping_now {
+                    self.phase = Phase::Firing;
+                    self.flapping = flapping_now;
+                    let since = *self.since.get_or_insert(now);
+                    return Some(Transition::Fired {
+                        since,
+                        flapping: flapping_now,
+                    });
+                }
+                if bad {
+                    self.phase = Phase::Pending;
+                } else {
+                    // Recovered before firing: the episode is forgotten.
+                    self.phase = Phase::Inactive;
+                    self.since = None;
+                }
+                None
+            }
+            Phase::Firing => {
+                if flapping_now && !self.flapping {
+                    self.flapping = true;
+                    return Some(Transition::FlappingStarted);
+                }
+                if !bad && self.good_streak >= self.params.resolve_after && !flapping_now {
+                    let since = self.since.take().unwrap_or(now);
+                    self.phase = Phase::Inactive;
+                    self.flapping = false;
+                    return Some(Transition::Resolved { since });
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUND: Duration = Duration::from_secs(30);
+
+    /// Runs `rounds` ('B' bad, 'G' good), one per 30 s on the paused clock, and returns the
+    /// transitions as letters: F fired, f fired flapping, P flapping started, R resolved.
+    async fn run(params: RuleParams, rounds: &str) -> String {
+        let mut rule = AlertRule::new(params);
+        let mut out = String::new();
+        for c in rounds.chars() {
+            tokio::time::advance(ROUND).await;
+            match rule.observe(c == 'B', Instant::now()) {
+                Some(Transition::Fired {
+                    flapping: false, ..
+                }) => out.push('F'),
+                Some(Transition::Fired { flapping: true, .. }) => out.push('f'),
+                Some(Transition::FlappingStarted) => out.push('P'),
+                Some(Transition::Resolved { .. }) => out.push('R'),
+                None => out.push('.'),
+            }
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sequences_of_rounds_give_these_notifications() {
+        let p = RuleParams::default(); // fire after 3 bad, resolve after 2 good, flap at 6 changes in 10 min
+        let table = [
+            ("GGGG", "...."),
+            ("BB", ".."),                 // pending, never fires
+            ("BBB", "..F"),               // fires on the third bad round
+            ("BBBBBB", "..F..."),         // one notification, not one per round
+            ("BBBGG", "..F.R"),           // resolves after two good rounds
+            ("BBBGBGG", "..F...R"),       // a single good round does not resolve
+            ("BBGBBGBB", "........"),     // never three in a row, few changes: nothing
+            ("BGBGBGBGBG", "......f..."), // flapping fires once, marked flapping
+            ("BBBGBGBGBG", "..F.....P."), // a firing alert that starts flapping says so once
+            // Resolution waits until the changes leave the 10-minute window (20 rounds), not
+            // just for two good rounds.
+            (
+                "BBBGBGBGBGGGGGGGGGGGGGGGGGGGGGG",
+                "..F.....P................R.....",
+            ),
+        ];
+        let mut mismatches = Vec::new();
+        for (rounds, expected) in table {
+            let got = run(p, rounds).await;
+            if got != expected {
+                mismatches.push(format!("{rounds}: expected {expected}, got {got}"));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn since_is_the_first_bad_round() {
+        let mut rule = AlertRule::new(RuleParams::default());
+        tokio::time::advance(ROUND).await;
+        let first = Instant::now();
+        assert_eq!(rule.observe(true, first), None);
+        tokio::time::advance(ROUND).await;
+        rule.observe(true, Instant::now());
+        tokio::time::advance(ROUND).await;
+        assert_eq!(
+            rule.observe(true, Instant::now()),
+            Some(Transition::Fired {
+                since: first,
+                flapping: false
+            })
+        );
+        assert_eq!(rule.since(), Some(first));
+        assert_eq!(rule.phase(), Phase::Firing);
+    }
+}

@@ -43,7 +43,7 @@ targets:
     )
 }
 
-async fn started() -> TestAgent {
+async fn started() -> (TestAgent, serde_json::Value) {
     let agent = TestAgent::start(&[("iocwatch.yaml", &config(closed_port()))]).await;
     agent
         .wait_for(WAIT, "all targets to report", |m| {
@@ -53,13 +53,7 @@ async fn started() -> TestAgent {
             ) == Some(0.0)
         })
         .await;
-    agent
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_status_names_root_causes_and_affected_targets() {
-    let agent = started().await;
-    // The snapshot follows the rollups within a second; poll until it shows both incidents.
+    // The snapshot is published every few seconds: wait until it shows both incidents.
     let deadline = tokio::time::Instant::now() + WAIT;
     let status = loop {
         let (code, body) = agent.get("/api/v1/status").await;
@@ -71,6 +65,12 @@ async fn api_status_names_root_causes_and_affected_targets() {
         assert!(tokio::time::Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    (agent, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_status_names_root_causes_and_affected_targets() {
+    let (agent, status) = started().await;
     // The gateway is down; the commune behind it is unreachable, not a second fault.
     assert_eq!(status["summary"]["down"], 1);
     assert_eq!(status["summary"]["unreachable"], 1);
@@ -121,7 +121,7 @@ fn chromium(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_the_status_page_in_both_languages() {
-    let agent = started().await;
+    let (agent, _) = started().await;
     let url = agent.url("/");
     let dom = chromium(&["--dump-dom", &url]);
     let html = String::from_utf8_lossy(&dom.stdout);

@@ -39,6 +39,9 @@ pub struct Catalog {
     /// Directories whose changes may change the catalog (files read, include and file_sd globs).
     pub watch_dirs: Vec<std::path::PathBuf>,
     by_key: HashMap<CheckKey, (usize, usize)>,
+    /// `depends_on` resolved to target indices once, for the rollups and root causes that
+    /// walk the dependency graph every second.
+    upstreams: Vec<Vec<usize>>,
 }
 
 impl Catalog {
@@ -62,7 +65,22 @@ impl Catalog {
                     .map(move |(c, check)| (check.key.clone(), (t, c)))
             })
             .collect();
+        let by_id: HashMap<&str, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&*t.id, i))
+            .collect();
+        let upstreams = targets
+            .iter()
+            .map(|t| {
+                t.depends_on
+                    .iter()
+                    .filter_map(|d| by_id.get(&**d).copied())
+                    .collect()
+            })
+            .collect();
         Catalog {
+            upstreams,
             settings,
             areas,
             systems,
@@ -76,6 +94,12 @@ impl Catalog {
 
     pub fn checks(&self) -> impl Iterator<Item = &Check> {
         self.targets.iter().flat_map(|t| t.checks.iter())
+    }
+
+    /// Indices of the targets that target `t` depends on directly. A shard may not hold an
+    /// upstream; then it is not listed.
+    pub fn upstreams(&self, t: usize) -> &[usize] {
+        &self.upstreams[t]
     }
 
     /// Finds a check and its target by key.

@@ -177,33 +177,27 @@ impl State {
     /// its own fault. depends_on is acyclic (the loader refuses cycles), so memoised
     /// recursion terminates.
     fn effective_states(&self) -> Vec<TargetState> {
-        let targets = &self.catalog.targets;
-        let index: HashMap<&str, usize> = targets
+        let catalog = &self.catalog;
+        let own: Vec<TargetState> = catalog
+            .targets
             .iter()
-            .enumerate()
-            .map(|(i, t)| (&*t.id, i))
+            .map(|t| self.target_state(t))
             .collect();
-        let own: Vec<TargetState> = targets.iter().map(|t| self.target_state(t)).collect();
-        let mut memo: Vec<Option<TargetState>> = vec![None; targets.len()];
+        let mut memo: Vec<Option<TargetState>> = vec![None; own.len()];
         fn resolve(
             i: usize,
-            targets: &[Target],
-            index: &HashMap<&str, usize>,
+            catalog: &Catalog,
             own: &[TargetState],
             memo: &mut Vec<Option<TargetState>>,
         ) -> TargetState {
             if let Some(state) = memo[i] {
                 return state;
             }
-            let upstreams: Vec<usize> = targets[i]
-                .depends_on
-                .iter()
-                .filter_map(|d| index.get(&**d).copied())
-                .collect();
+            let upstreams = catalog.upstreams(i);
             let state = if own[i] == TargetState::Down && !upstreams.is_empty() {
                 let all_cut = upstreams.iter().all(|&u| {
                     matches!(
-                        resolve(u, targets, index, own, memo),
+                        resolve(u, catalog, own, memo),
                         TargetState::Down | TargetState::Unreachable
                     )
                 });
@@ -218,8 +212,8 @@ impl State {
             memo[i] = Some(state);
             state
         }
-        (0..targets.len())
-            .map(|i| resolve(i, targets, &index, &own, &mut memo))
+        (0..own.len())
+            .map(|i| resolve(i, catalog, &own, &mut memo))
             .collect()
     }
 

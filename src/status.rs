@@ -235,37 +235,23 @@ pub fn build(
     }
 
     // Root causes: walk depends_on upwards to the nearest target that is down.
-    let index: HashMap<&str, usize> = catalog
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&*t.id, i))
-        .collect();
     let behind = |start: usize| -> Option<usize> {
-        let mut seen = vec![start];
-        let mut queue: Vec<usize> = catalog.targets[start]
-            .depends_on
-            .iter()
-            .filter_map(|d| index.get(&**d).copied())
-            .collect();
+        let mut seen = vec![false; catalog.targets.len()];
+        seen[start] = true;
+        let mut queue: Vec<usize> = catalog.upstreams(start).to_vec();
         while let Some(t) = queue.pop() {
-            if seen.contains(&t) {
+            if std::mem::replace(&mut seen[t], true) {
                 continue;
             }
-            seen.push(t);
             if state_of(&catalog.targets[t].id) == TargetState::Down {
                 return Some(t);
             }
-            queue.extend(
-                catalog.targets[t]
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| index.get(&**d).copied()),
-            );
+            queue.extend_from_slice(catalog.upstreams(t));
         }
         None
     };
     let mut incidents: Vec<Incident> = Vec::new();
+    let mut incident_targets: Vec<usize> = Vec::new();
     let mut affected: HashMap<usize, u32> = HashMap::new();
     for (i, t) in targets.iter().enumerate() {
         if !matches!(
@@ -279,6 +265,7 @@ pub fn build(
             *affected.entry(u).or_default() += 1;
         }
         let area = areas.get(catalog.targets[i].area);
+        incident_targets.push(i);
         incidents.push(Incident {
             target: t.id.clone(),
             name: t.name.clone(),
@@ -291,10 +278,8 @@ pub fn build(
             affected: 0,
         });
     }
-    for incident in &mut incidents {
-        if let Some(&i) = index.get(incident.target.as_str()) {
-            incident.affected = affected.get(&i).copied().unwrap_or(0);
-        }
+    for (incident, target) in incidents.iter_mut().zip(&incident_targets) {
+        incident.affected = affected.get(target).copied().unwrap_or(0);
     }
     // Root causes first (most affected first), then consequences; oldest first within each.
     incidents.sort_by(|a, b| {

@@ -73,10 +73,7 @@ impl IcmpProbe {
                 config.payload_bytes
             )));
         }
-        let Some(host) = address else {
-            errors.push(FieldError::unlocated(
-                "icmp check needs the target's `address`".to_owned(),
-            ));
+        let Some(host) = super::require_address(super::Kind::Icmp, address, &mut errors) else {
             return Err(errors);
         };
         if !errors.is_empty() {

@@ -349,6 +349,21 @@ impl fmt::Display for FailureReason {
     }
 }
 
+/// The target's address, which ICMP, TCP, ports and TLS checks cannot do without; records
+/// the error when it is missing.
+pub(crate) fn require_address<'a>(
+    kind: Kind,
+    address: Option<&'a str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
+    if address.is_none() {
+        errors.push(FieldError::unlocated(format!(
+            "{kind} check needs the target's `address`"
+        )));
+    }
+    address
+}
+
 /// Resolves `host` to one address, preferring the requested family. Used by ICMP and TCP;
 /// HTTP resolves through its client so it can time the lookup.
 pub(crate) async fn resolve_one(

@@ -80,10 +80,7 @@ impl PortsProbe {
                 ports.len()
             )));
         }
-        let Some(host) = address else {
-            errors.push(FieldError::unlocated(
-                "ports check needs the target's `address`".to_owned(),
-            ));
+        let Some(host) = super::require_address(super::Kind::Ports, address, &mut errors) else {
             return Err(errors);
         };
         if !errors.is_empty() {

@@ -58,10 +58,7 @@ impl TcpProbe {
                 }
             },
         };
-        let Some(host) = address else {
-            errors.push(FieldError::unlocated(
-                "tcp check needs the target's `address`".to_owned(),
-            ));
+        let Some(host) = super::require_address(super::Kind::Tcp, address, &mut errors) else {
             return Err(errors);
         };
         if !errors.is_empty() {

@@ -101,10 +101,7 @@ impl TlsProbe {
                 "tls port must be 1 to 65535".to_owned(),
             ));
         }
-        let Some(host) = address else {
-            errors.push(FieldError::unlocated(
-                "tls check needs the target's `address`".to_owned(),
-            ));
+        let Some(host) = super::require_address(super::Kind::Tls, address, &mut errors) else {
             return Err(errors);
         };
         let name_text = config

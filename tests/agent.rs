@@ -77,13 +77,21 @@ async fn probes_run_in_the_background_and_export_metrics() {
         "Prometheus scrapes gzip"
     );
 
-    let m = agent
+    agent
         .wait_for(WAIT, "every check to report", |m| {
+            // A scrape gathers the metric families one by one while rounds are recorded, so
+            // wait for the details asserted below, not only for probe_success.
             ["gw", "portal", "smtp"]
                 .iter()
                 .all(|t| m.has("iocwatch_probe_success", &[("target", t)]))
+                && m.has("iocwatch_probe_failures_total", &[("target", "smtp")])
+                && m.has("iocwatch_http_status_code", &[("target", "portal")])
+                && m.value("iocwatch_icmp_rtt_seconds_count", &[("target", "gw")])
+                    .is_some_and(|n| n >= 3.0)
         })
         .await;
+    // Every family now holds at least one whole round; scrape again to read them together.
+    let m = agent.metrics().await;
 
     // ICMP to loopback: every echo answered, counters and RTT histogram filled.
     let gw = [

@@ -99,8 +99,8 @@ impl CheckSeries {
         v
     }
 
-    /// Records one round. `success` is written last: a scrape runs concurrently with this,
-    /// and a reader that sees the new success value then also sees that round's details.
+    /// Records one round. A scrape gathers families one at a time, in no fixed order, so it
+    /// may see part of a round; every value is still that of one finished round or the next.
     pub fn record(&mut self, m: &CheckMetrics, outcome: &Outcome, finished_unix: f64) {
         if let Some(h) = &self.duration {
             h.observe(outcome.duration.as_secs_f64());

@@ -70,7 +70,13 @@ fn main() {
         .expect("runtime");
     let _guard = runtime.enter();
     let registry = prometheus::Registry::new();
-    let mut state = State::new(registry.clone(), Arc::clone(&catalog)).expect("state");
+    let mut state = State::new(
+        registry.clone(),
+        Arc::clone(&catalog),
+        Arc::new(iocwatch::store::Store::in_memory().expect("db")),
+        Arc::default(),
+    )
+    .expect("state");
     let rounds = 5;
     let outcome = Outcome {
         duration: Duration::from_millis(412),

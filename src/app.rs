@@ -14,9 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alert::engine::Wakes;
 use crate::catalog::{Catalog, Shard};
 use crate::config::{self, ConfigErrors};
 use crate::metrics::AgentMetrics;
+use crate::notify::outbox::NotifyMetrics;
+use crate::notify::Notifiers;
 use crate::probe::ProbeContext;
 use crate::scheduler::Scheduler;
 use crate::server::{self, AcceptRequest, ReloadRequest, ServerState};
@@ -97,14 +100,17 @@ impl Agent {
 /// Loads the config, starts every task and returns once the agent serves.
 pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agent, AppError> {
     let catalog = Arc::new(load(&options.config, options.shard)?);
-    let store = match &options.storage {
+    let store = Arc::new(match &options.storage {
         Some(dir) => {
             let store = crate::store::Store::open(dir)?;
             tracing::info!(path = %store.path().display(), "embedded database open");
-            Some(Arc::new(store))
+            store
         }
-        None => None,
-    };
+        None => {
+            tracing::warn!("no --storage.path: alerts, incidents and the outbox live in memory and are lost on restart");
+            crate::store::Store::in_memory()?
+        }
+    });
     let registry = Registry::new();
     let metrics = Arc::new(AgentMetrics::register(&registry)?);
     mark_reload(&metrics, true);
@@ -119,8 +125,24 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
 
     let tracker = TaskTracker::new();
     let (results, inbox) = mpsc::channel(8192);
-    let state = State::new(registry.clone(), Arc::clone(&catalog))?;
+    let wakes = Arc::new(Wakes::default());
+    let notify_metrics = NotifyMetrics::register(&registry)?;
+    let state = State::new(
+        registry.clone(),
+        Arc::clone(&catalog),
+        Arc::clone(&store),
+        Arc::clone(&wakes),
+    )?;
     let status = state.subscribe();
+    let alerts = state.subscribe_alerts();
+    let notifiers = Notifiers::start(
+        &catalog.alerting.notifiers,
+        Arc::clone(&store),
+        wakes,
+        notify_metrics,
+        tracker.clone(),
+        shutdown.clone(),
+    );
     tracker.spawn(state::run(state, inbox, shutdown.clone()));
 
     let mut scheduler = Scheduler::new(
@@ -130,7 +152,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         tracker.clone(),
         shutdown.clone(),
     )
-    .with_store(store);
+    .with_store(Some(store));
     scheduler.apply(&catalog);
 
     let addrs = options
@@ -158,6 +180,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         accept: accept_tx,
         telemetry_path: options.telemetry_path.clone(),
         status,
+        alerts,
     };
     tracker.spawn(server::serve(listeners, server_state, shutdown.clone()));
 
@@ -175,6 +198,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         results,
         metrics,
         watcher,
+        notifiers,
     };
     control.watch();
     tracker.spawn(control.run(reload_rx, accept_rx, changed_rx, shutdown.clone()));
@@ -228,6 +252,7 @@ struct Control {
     results: mpsc::Sender<StateMsg>,
     metrics: Arc<AgentMetrics>,
     watcher: Option<ConfigWatcher>,
+    notifiers: Notifiers,
 }
 
 impl Control {
@@ -293,6 +318,7 @@ impl Control {
                 {
                     return Err("shutting down".to_owned());
                 }
+                self.notifiers.apply(&catalog.alerting.notifiers);
                 self.catalog = catalog;
                 self.watch();
                 mark_reload(&self.metrics, true);

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::alert::maintenance::Window;
+use crate::alert::Condition;
+use crate::notify::{Language, NotifierSpec};
 use crate::probe::{Kind, Probe};
 
 /// Labels every per-check series has, before the area levels and the targets' own labels.
@@ -38,6 +41,8 @@ pub struct Catalog {
     pub sources: Vec<std::path::PathBuf>,
     /// Directories whose changes may change the catalog (files read, include and file_sd globs).
     pub watch_dirs: Vec<std::path::PathBuf>,
+    /// Alerting settings, notifiers and maintenance windows.
+    pub alerting: Arc<Alerting>,
     by_key: HashMap<CheckKey, (usize, usize)>,
     /// `depends_on` resolved to target indices once, for the rollups and root causes that
     /// walk the dependency graph every second.
@@ -45,6 +50,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    #[allow(clippy::too_many_arguments)] // one per field, called from the loader and shards
     pub(crate) fn new(
         settings: Settings,
         areas: AreaTree,
@@ -53,6 +59,7 @@ impl Catalog {
         schema: LabelSchema,
         sources: Vec<std::path::PathBuf>,
         watch_dirs: Vec<std::path::PathBuf>,
+        alerting: Arc<Alerting>,
     ) -> Catalog {
         let by_key = targets
             .iter()
@@ -80,6 +87,7 @@ impl Catalog {
             })
             .collect();
         Catalog {
+            alerting,
             upstreams,
             settings,
             areas,
@@ -102,6 +110,11 @@ impl Catalog {
         &self.upstreams[t]
     }
 
+    /// Where a check is: (target index, check index).
+    pub fn position(&self, key: &CheckKey) -> Option<(usize, usize)> {
+        self.by_key.get(key).copied()
+    }
+
     /// Finds a check and its target by key.
     pub fn check(&self, key: &CheckKey) -> Option<(&Target, &Check)> {
         let &(t, c) = self.by_key.get(key)?;
@@ -120,11 +133,12 @@ impl Catalog {
             schema,
             sources,
             watch_dirs,
+            alerting,
             ..
         } = self;
         targets.retain(|t| shard.owns(&t.id));
         Catalog::new(
-            settings, areas, systems, targets, schema, sources, watch_dirs,
+            settings, areas, systems, targets, schema, sources, watch_dirs, alerting,
         )
     }
 }
@@ -204,6 +218,44 @@ pub struct Check {
     pub fingerprint: u64,
     /// Values for [`LabelSchema::names`], in order.
     pub label_values: Arc<[String]>,
+    pub alerts: Arc<CheckAlerts>,
+}
+
+/// The alert conditions of one check and where its alerts go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckAlerts {
+    pub conditions: Vec<Condition>,
+    /// Notifier names; every notifier when `None`. Alertmanager gets every alert and routes
+    /// them itself.
+    pub notify: Option<Vec<Arc<str>>>,
+}
+
+/// `alerting:` of the main file, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerting {
+    pub language: Language,
+    pub strip_diacritics: bool,
+    /// The status page as the on-call engineer reaches it, for links in messages.
+    pub external_url: Option<String>,
+    /// How long incident history is kept.
+    pub history: Duration,
+    pub time_zone: chrono_tz::Tz,
+    pub notifiers: Vec<NotifierSpec>,
+    pub maintenance: Vec<Window>,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            language: Language::Vi,
+            strip_diacritics: false,
+            external_url: None,
+            history: Duration::from_secs(90 * 86400),
+            time_zone: crate::alert::maintenance::DEFAULT_TIME_ZONE,
+            notifiers: Vec::new(),
+            maintenance: Vec::new(),
+        }
+    }
 }
 
 /// The label names of per-check series for this catalog: fixed ones, then one per area

@@ -22,6 +22,7 @@ pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod scheduler;
 pub mod server;

@@ -10,10 +10,12 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::engine::{AlertsSnapshot, Engine, Wakes};
 use crate::catalog::{Catalog, CheckKey, Target};
 use crate::metrics::{CheckMetrics, CheckSeries, RollupMetrics};
 use crate::probe::Outcome;
 use crate::status::{self, Counts, LastResult, Status};
+use crate::store::Store;
 
 /// A finished probe round, as sent by the scheduler.
 #[derive(Debug)]
@@ -76,13 +78,22 @@ pub struct State {
     system_info: HashSet<Vec<String>>,
     rollup_series: HashSet<(bool, String, &'static str)>,
     dirty: bool,
+    /// Each target's state with dependencies, as of the last rollup; index = catalog order.
+    effective: Vec<TargetState>,
+    alerts: Engine,
 }
 
 impl State {
-    pub fn new(registry: Registry, catalog: Arc<Catalog>) -> prometheus::Result<State> {
+    pub fn new(
+        registry: Registry,
+        catalog: Arc<Catalog>,
+        store: Arc<Store>,
+        wakes: Arc<Wakes>,
+    ) -> prometheus::Result<State> {
         let checks = CheckMetrics::new(&catalog.schema)?;
         checks.register(&registry)?;
         let rollups = RollupMetrics::register(&registry)?;
+        let alerts = Engine::new(store, wakes, &registry, &catalog)?;
         let mut state = State {
             catalog: Arc::clone(&catalog),
             last: HashMap::new(),
@@ -96,6 +107,8 @@ impl State {
             system_info: HashSet::new(),
             rollup_series: HashSet::new(),
             dirty: true,
+            effective: Vec::new(),
+            alerts,
         };
         state.update_info();
         state.update_rollups(true);
@@ -104,6 +117,18 @@ impl State {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// A receiver of the alert snapshots, for `GET /api/v1/alerts`.
+    pub fn subscribe_alerts(&self) -> watch::Receiver<Arc<AlertsSnapshot>> {
+        self.alerts.subscribe()
+    }
+
+    /// Once a second, after the rollups: what alerts are sent, suppressed or held.
+    pub fn alert_tick(&mut self) {
+        self.update_rollups(false);
+        self.alerts
+            .tick(&self.catalog, &self.effective, SystemTime::now());
     }
 
     /// Swaps in a new catalog: series of removed or relabelled checks disappear, results of
@@ -131,6 +156,7 @@ impl State {
         let ids: HashSet<&str> = new.targets.iter().map(|t| &*t.id).collect();
         self.states.retain(|id, _| ids.contains(&**id));
         self.catalog = new;
+        self.alerts.apply_catalog(&self.catalog);
         self.update_info();
         self.dirty = true;
         Ok(())
@@ -146,6 +172,13 @@ impl State {
             CheckSeries::new(checks, check.kind, Arc::clone(&check.label_values))
         });
         series.record(checks, &result.outcome, unix_seconds(result.finished));
+        self.alerts.observe(
+            &self.catalog,
+            &result.key,
+            &result.outcome,
+            tokio::time::Instant::now(),
+            result.finished,
+        );
         let last = LastResult::from_outcome(&result.outcome, result.finished);
         let ok = last.failure.is_none();
         let before = self.last.insert(result.key, last);
@@ -206,6 +239,19 @@ impl State {
                 } else {
                     TargetState::Down
                 }
+            } else if own[i] == TargetState::Up && upstreams.len() > 1 {
+                // A redundant site that lost one of its uplinks runs on the other.
+                let some_cut = upstreams.iter().any(|&u| {
+                    matches!(
+                        resolve(u, catalog, own, memo),
+                        TargetState::Down | TargetState::Unreachable
+                    )
+                });
+                if some_cut {
+                    TargetState::Degraded
+                } else {
+                    TargetState::Up
+                }
             } else {
                 own[i]
             };
@@ -234,8 +280,9 @@ impl State {
         let areas = &self.catalog.areas;
         let mut area_counts: HashMap<usize, Counts> = HashMap::new();
         let mut system_counts: HashMap<usize, Counts> = HashMap::new();
-        let effective = self.effective_states();
-        for (target, &state) in self.catalog.targets.iter().zip(&effective) {
+        self.effective = self.effective_states();
+        let effective = &self.effective;
+        for (target, &state) in self.catalog.targets.iter().zip(effective) {
             let entry = self
                 .states
                 .entry(Arc::clone(&target.id))
@@ -390,6 +437,7 @@ pub async fn run(
             _ = tick.tick() => {
                 ticks += 1;
                 state.update_rollups(ticks % SNAPSHOT_EVERY_TICKS == 0);
+                state.alert_tick();
             }
             () = shutdown.cancelled() => break,
         }
@@ -428,7 +476,13 @@ mod tests {
     fn removing_a_ports_check_removes_its_port_series() {
         let with_audit = catalog("  - {id: web, area: \"15\", address: 127.0.0.1, checks: [ports: {audit: [3389, 22]}]}\n");
         let registry = Registry::new();
-        let mut state = State::new(registry.clone(), Arc::clone(&with_audit)).expect("state");
+        let mut state = State::new(
+            registry.clone(),
+            Arc::clone(&with_audit),
+            Arc::new(crate::store::Store::in_memory().expect("db")),
+            Arc::default(),
+        )
+        .expect("state");
         state.record(ProbeResult {
             key: CheckKey {
                 target: Arc::from("web"),
@@ -474,10 +528,12 @@ mod tests {
                 + &t("commune", "tslcd, internet")
                 + &t("server", "commune")),
         );
-        use TargetState::{Down, Unreachable, Up};
-        let cases: [(&[&str], [TargetState; 4]); 5] = [
+        use TargetState::{Degraded, Down, Unreachable, Up};
+        let cases: [(&[&str], [TargetState; 4]); 6] = [
             (&[], [Up, Up, Up, Up]),
             (&["server"], [Up, Up, Up, Down]),
+            // One uplink of a redundant site lost: the site runs on the other.
+            (&["tslcd"], [Down, Up, Degraded, Up]),
             (
                 &["tslcd", "commune", "server"],
                 [Down, Up, Down, Unreachable],
@@ -486,10 +542,17 @@ mod tests {
                 &["tslcd", "internet", "commune", "server"],
                 [Down, Down, Unreachable, Unreachable],
             ),
-            (&["tslcd", "internet"], [Down, Down, Up, Up]),
+            // Both uplinks reported down but the site answers: a path nobody configured.
+            (&["tslcd", "internet"], [Down, Down, Degraded, Up]),
         ];
         for (down, expected) in cases {
-            let mut state = State::new(Registry::new(), Arc::clone(&catalog)).expect("state");
+            let mut state = State::new(
+                Registry::new(),
+                Arc::clone(&catalog),
+                Arc::new(crate::store::Store::in_memory().expect("db")),
+                Arc::default(),
+            )
+            .expect("state");
             for id in ["tslcd", "internet", "commune", "server"] {
                 state.record(result(id, !down.contains(&id)));
             }

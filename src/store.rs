@@ -1,7 +1,7 @@
 //! The embedded database under `--storage.path`: SQLite (bundled) in WAL mode with
 //! `synchronous=FULL`, so a committed row survives `kill -9` and power loss. Today it keeps the
-//! baselines that DNS, TLS and page-content checks compare against; the alert engine's state,
-//! incidents and outbox will live here too.
+//! baselines that DNS, TLS and page-content checks compare against, the alert engine's
+//! alerts and incident history (`alerts.rs`) and the notification outbox (`outbox.rs`).
 //!
 //! The schema is versioned with `PRAGMA user_version`; migrations run in order at open, and a
 //! database written by a newer iocwatch is refused rather than misread.
@@ -12,12 +12,73 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Migrations, in order; `user_version` is how many have run.
-const MIGRATIONS: [&str; 1] = ["CREATE TABLE baselines (
+mod alerts;
+mod outbox;
+
+pub use alerts::{AlertRow, AmAlert, Firing, IncidentRow, IncidentUpdate};
+pub use outbox::{OutboxRow, Queued};
+
+/// Migrations, in order; `user_version` is how many have run. Never edit a landed one: add.
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE baselines (
         check_key  TEXT PRIMARY KEY,
         value      TEXT NOT NULL,
         updated_at INTEGER NOT NULL
-    ) STRICT;"];
+    ) STRICT;",
+    // Times are Unix milliseconds.
+    "CREATE TABLE alerts (
+        key         TEXT PRIMARY KEY,
+        incident    INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+        notified    INTEGER NOT NULL,
+        flapping    INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        resolved_at INTEGER,
+        labels      TEXT NOT NULL,
+        annotations TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE incidents (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_key      TEXT NOT NULL,
+        target         TEXT NOT NULL,
+        alertname      TEXT NOT NULL,
+        severity       TEXT NOT NULL,
+        area           TEXT NOT NULL,
+        started_at     INTEGER NOT NULL,
+        ended_at       INTEGER,
+        root_cause     TEXT,
+        affected       INTEGER NOT NULL DEFAULT 0,
+        affected_areas TEXT NOT NULL DEFAULT '[]',
+        notified       INTEGER NOT NULL DEFAULT 0,
+        maintenance    TEXT,
+        flapping       INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX incidents_started ON incidents (started_at);
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        notifier        TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        done_at         INTEGER,
+        result          TEXT,
+        last_error      TEXT,
+        UNIQUE (notifier, event_id)
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (notifier, next_attempt_at) WHERE done_at IS NULL;
+    CREATE TABLE maintenance_periods (
+        window_name TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER,
+        PRIMARY KEY (window_name, started_at)
+    ) STRICT;
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,11 +163,33 @@ impl Store {
         })
     }
 
+    /// A database in memory, for an agent run without `--storage.path`: the same code and
+    /// schema, nothing kept across restarts.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(sqlite)?;
+        let tx = conn.transaction().map_err(sqlite)?;
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            tx.execute_batch(migration).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(sqlite)?;
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // Poisoning needs a panic inside a statement, which rusqlite reports as errors instead.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -122,9 +205,7 @@ impl Store {
     }
 
     pub fn set_baseline(&self, key: &str, value: &str) -> Result<(), rusqlite::Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = unix_ms(SystemTime::now()) / 1000;
         self.conn()
             .execute(
                 "INSERT INTO baselines (check_key, value, updated_at) VALUES (?1, ?2, ?3)
@@ -139,6 +220,16 @@ impl Store {
             .execute("DELETE FROM baselines WHERE check_key = ?1", [key])
             .map(|_| ())
     }
+}
+
+/// Milliseconds since the epoch; a clock before 1970 reads as 0.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -188,7 +279,7 @@ mod tests {
             error,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ));

@@ -75,6 +75,24 @@ impl AlertRule {
         }
     }
 
+    /// An alert that was firing when the agent stopped: it goes on firing (no second
+    /// "fired") and resolves after `resolve_after` good rounds as usual.
+    pub fn restored_firing(params: RuleParams, since: Instant, flapping: bool) -> AlertRule {
+        AlertRule {
+            phase: Phase::Firing,
+            since: Some(since),
+            bad_streak: params.fire_after,
+            last_bad: Some(true),
+            flapping,
+            ..AlertRule::new(params)
+        }
+    }
+
+    /// New thresholds from a reload; the episode in progress goes on.
+    pub fn set_params(&mut self, params: RuleParams) {
+        self.params = params;
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::PromDuration;
+use crate::alert::maintenance::MaintenanceConfig;
+use crate::alert::AlertsConfig;
+use crate::notify::{Language, NotifierConfig};
 use crate::probe::{CheckConfig, Kind};
 
 /// One file: the main file or an included one (which may not hold `global` or `include`).
@@ -32,6 +35,52 @@ pub struct RawFile {
     /// Prometheus `file_sd` target files, each entry turned into targets with the given checks.
     #[serde(default)]
     pub file_sd: Vec<Spanned<RawFileSd>>,
+    /// Notifiers and settings (main file only), alert rules and maintenance windows.
+    #[serde(default)]
+    pub alerting: Option<Spanned<RawAlerting>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerting {
+    /// `vi` (default) or `en`.
+    #[serde(default)]
+    pub language: Option<Spanned<Language>>,
+    #[serde(default)]
+    pub strip_diacritics: Option<Spanned<bool>>,
+    /// Base URL of the status page as on-call engineers reach it, for links in messages.
+    #[serde(default)]
+    pub external_url: Option<Spanned<String>>,
+    /// How long incident history is kept (default 90d).
+    #[serde(default)]
+    pub history: Option<Spanned<PromDuration>>,
+    /// IANA zone of maintenance windows (default Asia/Ho_Chi_Minh).
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub notifiers: Vec<Spanned<NotifierConfig>>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawAlertRule>>,
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<MaintenanceConfig>>,
+}
+
+/// Alert conditions for the checks it matches: all given selectors must match (an empty
+/// one matches everything). Later rules override earlier ones; a check's own `alerts:`
+/// overrides them all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRule {
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
+    /// Areas, with everything below them.
+    #[serde(default)]
+    pub areas: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub systems: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub kinds: Vec<Kind>,
+    pub alerts: Spanned<AlertsConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,9 @@ const MAX_UDP_RESPONSE: usize = 4096;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// Alert conditions of this check, over the built-in ones and the matching rules.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsConfig>,
     /// Name of the check within its target; defaults to `dns`.
     #[serde(default)]
     pub name: Option<String>,

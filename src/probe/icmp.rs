@@ -21,6 +21,9 @@ const MAX_PAYLOAD: u16 = 1400;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IcmpConfig {
+    /// Alert conditions of this check, over the built-in ones and the matching rules.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsConfig>,
     /// Name of the check within its target; defaults to `icmp`.
     #[serde(default)]
     pub name: Option<String>,
@@ -319,6 +322,7 @@ mod tests {
 
     fn probe(host: &str, count: u16) -> IcmpProbe {
         let config = IcmpConfig {
+            alerts: None,
             name: None,
             count,
             spacing: PromDuration(Duration::from_millis(10)),
@@ -371,6 +375,7 @@ mod tests {
     #[test]
     fn config_limits_are_enforced() {
         let mut config = IcmpConfig {
+            alerts: None,
             name: None,
             count: 0,
             spacing: default_spacing(),

@@ -119,6 +119,21 @@ pub enum Probe {
     Tls(TlsProbe),
 }
 
+impl CheckConfig {
+    /// The check's own `alerts:`.
+    pub fn alerts(&self) -> Option<&crate::alert::AlertsConfig> {
+        match self {
+            CheckConfig::Icmp(c) => c.alerts.as_ref(),
+            CheckConfig::Tcp(c) => c.alerts.as_ref(),
+            CheckConfig::Http(c) => c.alerts.as_ref(),
+            CheckConfig::Dns(c) => c.alerts.as_ref(),
+            CheckConfig::Ports(c) => c.alerts.as_ref(),
+            CheckConfig::Tls(c) => c.alerts.as_ref(),
+            CheckConfig::Template(_) => None,
+        }
+    }
+}
+
 impl Probe {
     /// Builds a probe from a check config and the target's address (if it has one).
     pub fn build(config: &CheckConfig, address: Option<&str>) -> Result<Probe, Vec<FieldError>> {

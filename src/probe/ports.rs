@@ -22,6 +22,9 @@ const MAX_PORTS: usize = 256;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortsConfig {
+    /// Alert conditions of this check, over the built-in ones and the matching rules.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsConfig>,
     /// Name of the check within its target; defaults to `ports`.
     #[serde(default)]
     pub name: Option<String>,
@@ -186,6 +189,7 @@ mod tests {
 
     fn probe(expected: &[u16], audit: &[u16]) -> PortsProbe {
         let config = PortsConfig {
+            alerts: None,
             name: None,
             expected_open: expected.to_vec(),
             audit: audit.to_vec(),
@@ -228,6 +232,7 @@ mod tests {
     #[test]
     fn limits() {
         let mut config = PortsConfig {
+            alerts: None,
             name: None,
             expected_open: vec![],
             audit: vec![],

@@ -18,6 +18,9 @@ const MAX_BANNER: usize = 4096;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpConfig {
+    /// Alert conditions of this check, over the built-in ones and the matching rules.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsConfig>,
     /// Name of the check within its target; defaults to `tcp_<port>`.
     #[serde(default)]
     pub name: Option<String>,
@@ -138,6 +141,7 @@ mod tests {
 
     fn probe(port: u16, banner: Option<&str>) -> TcpProbe {
         let config = TcpConfig {
+            alerts: None,
             name: None,
             port,
             expect_banner: banner.map(|b| Spanned {
@@ -204,6 +208,7 @@ mod tests {
     #[test]
     fn bad_banner_regex_is_a_config_error() {
         let config = TcpConfig {
+            alerts: None,
             name: None,
             port: 22,
             expect_banner: Some(Spanned {

@@ -31,6 +31,9 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// Alert conditions of this check, over the built-in ones and the matching rules.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsConfig>,
     /// Name of the check within its target; defaults to `tls`.
     #[serde(default)]
     pub name: Option<String>,
@@ -370,6 +373,12 @@ pub enum Grade {
 }
 
 impl Grade {
+    pub fn parse(letter: &str) -> Option<Grade> {
+        [Grade::A, Grade::B, Grade::C, Grade::F]
+            .into_iter()
+            .find(|g| g.letter().eq_ignore_ascii_case(letter.trim()))
+    }
+
     pub fn letter(self) -> &'static str {
         match self {
             Grade::A => "A",

@@ -15,6 +15,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::alert::engine::AlertsSnapshot;
 use crate::status::Status;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,7 @@ pub struct ServerState {
     pub accept: mpsc::Sender<AcceptRequest>,
     pub telemetry_path: String,
     pub status: watch::Receiver<Arc<Status>>,
+    pub alerts: watch::Receiver<Arc<AlertsSnapshot>>,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -41,6 +43,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_json))
+        .route("/api/v1/alerts", get(alerts_json))
         .route("/api/v1/baselines/accept", post(accept_baseline))
         // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
         .route(
@@ -158,6 +161,12 @@ async fn status_page(
     let snapshot = Arc::clone(&state.status.borrow());
     let english = query.lang.as_deref() == Some("en");
     Html(page::render(&snapshot, english, &state.telemetry_path))
+}
+
+/// Alerts that are pending, firing, suppressed or in maintenance, with root cause and reach.
+async fn alerts_json(State(state): State<ServerState>) -> Response {
+    let snapshot = Arc::clone(&state.alerts.borrow());
+    axum::Json(&*snapshot).into_response()
 }
 
 async fn status_json(State(state): State<ServerState>) -> Response {

@@ -1,6 +1,7 @@
 //! From parsed files to a [`Catalog`]: includes, templates, file_sd, and every check a config
 //! must pass. Errors are collected, never returned early, so one run lists them all.
 
+mod alerting;
 mod areas;
 mod names;
 mod targets;
@@ -25,6 +26,8 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub(super) struct Loader {
     errors: Vec<ConfigError>,
+    /// Checks' own `alerts:`, until the rules that combine with them are read.
+    own_alerts: alerting::OwnAlerts,
     sources: Vec<PathBuf>,
     watch_dirs: BTreeSet<PathBuf>,
 }
@@ -188,8 +191,10 @@ impl Loader {
             default_interval,
             default_timeout,
         };
-        let targets = self.targets(drafts, &scope);
+        let mut targets = self.targets(drafts, &scope);
         let schema = self.schema(&areas, &targets, &files);
+        let own_alerts = std::mem::take(&mut self.own_alerts);
+        let alerting = self.alerting(&mut files, &areas, &systems, &mut targets, own_alerts);
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -212,6 +217,7 @@ impl Loader {
             schema,
             self.sources,
             self.watch_dirs.into_iter().collect(),
+            alerting,
         ))
     }
 

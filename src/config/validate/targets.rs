@@ -334,6 +334,21 @@ impl Loader {
                     ),
                 );
             }
+            if let Some(own) = check.value.alerts() {
+                let mut errors = crate::alert::condition::check_keys(probe.kind(), own);
+                errors.extend(crate::alert::condition::validate(own));
+                if !errors.is_empty() {
+                    self.field_errors(&check_file, check.referenced, errors);
+                    continue;
+                }
+                self.own_alerts.insert(
+                    CheckKey {
+                        target: id.clone(),
+                        check: Arc::from(name.as_str()),
+                    },
+                    (check_file.clone(), own.clone()),
+                );
+            }
             let mut hasher = DefaultHasher::new();
             format!("{probe:?}").hash(&mut hasher);
             interval.hash(&mut hasher);
@@ -349,6 +364,7 @@ impl Loader {
                 timeout,
                 fingerprint: hasher.finish(),
                 label_values: Arc::from(Vec::new()),
+                alerts: Arc::default(),
             });
         }
         if self.errors.len() > errors_before {

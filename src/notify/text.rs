@@ -1,0 +1,361 @@
+//! The words of a notification: Vietnamese by default, English by config; area names with
+//! their diacritics and the whole area path; what is wrong, since when, the root cause and
+//! how much sits behind it, and a link to the status page. `strip_diacritics` turns the
+//! text into plain ASCII letters for SMS gateways.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::event::{Event, EventStatus};
+use crate::alert::maintenance::DEFAULT_TIME_ZONE;
+use crate::alert::{AlertName, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    Vi,
+    En,
+}
+
+/// A rendered message: a one-line title and a body of short lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub title: String,
+    pub body: String,
+}
+
+impl Message {
+    /// Title and body as one text, for channels without a subject.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.title, self.body)
+    }
+}
+
+pub fn render(event: &Event, language: Language, strip: bool) -> Message {
+    let message = match language {
+        Language::Vi => vietnamese(event),
+        Language::En => english(event),
+    };
+    if strip {
+        Message {
+            title: strip_diacritics(&message.title),
+            body: strip_diacritics(&message.body),
+        }
+    } else {
+        message
+    }
+}
+
+/// "Xã Bảo Yên" → "Xa Bao Yen": decomposes, drops the combining marks, and maps đ, which
+/// is a letter of its own rather than d with a mark.
+pub fn strip_diacritics(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.nfd() {
+        match c {
+            '\u{0300}'..='\u{036f}' => {}
+            'đ' => out.push('d'),
+            'Đ' => out.push('D'),
+            // Our own punctuation, so that an SMS is plain ASCII.
+            '›' => out.push('>'),
+            '…' => out.push_str("..."),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn what(event: &Event, language: Language) -> String {
+    let name = AlertName::parse(&event.alertname);
+    let value = event.value;
+    let vi = language == Language::Vi;
+    match name {
+        Some(AlertName::TargetDown) => if vi { "Mất kết nối" } else { "Down" }.to_owned(),
+        Some(AlertName::PacketLoss) => {
+            let pct = value.map_or(String::new(), |v| format!(" {:.0}%", v * 100.0));
+            if vi {
+                format!("Mất gói{pct}")
+            } else {
+                format!("Packet loss{pct}")
+            }
+        }
+        Some(AlertName::Slow) => {
+            let ms = value.map_or(String::new(), |v| format!(" ({:.0} ms)", v * 1000.0));
+            if vi {
+                format!("Phản hồi chậm{ms}")
+            } else {
+                format!("Slow{ms}")
+            }
+        }
+        Some(AlertName::CertificateExpiresSoon | AlertName::CertificateExpiresVerySoon) => {
+            let days = value.map_or(0.0, f64::floor);
+            if vi {
+                format!("Chứng thư số sắp hết hạn (còn {days:.0} ngày)")
+            } else {
+                format!("Certificate expires in {days:.0} days")
+            }
+        }
+        Some(AlertName::TlsGradeLow) => if vi {
+            "Cấu hình TLS yếu"
+        } else {
+            "Weak TLS"
+        }
+        .to_owned(),
+        Some(AlertName::ContentChanged) => if vi {
+            "Nội dung trang thay đổi"
+        } else {
+            "Page content changed"
+        }
+        .to_owned(),
+        Some(AlertName::ForbiddenPhrase) => if vi {
+            "Phát hiện nội dung lạ (nghi bị thay đổi giao diện)"
+        } else {
+            "Forbidden phrase on the page (possible defacement)"
+        }
+        .to_owned(),
+        Some(AlertName::DnsAnswerChanged) => if vi {
+            "Bản ghi DNS thay đổi"
+        } else {
+            "DNS answer changed"
+        }
+        .to_owned(),
+        Some(AlertName::UnexpectedOpenPort) => if vi {
+            "Cổng mở ngoài danh sách cho phép"
+        } else {
+            "Unexpected open port"
+        }
+        .to_owned(),
+        None => event.alertname.clone(),
+    }
+}
+
+fn severity_word(severity: Severity, language: Language) -> &'static str {
+    match (severity, language) {
+        (Severity::Critical, Language::Vi) => "NGHIÊM TRỌNG",
+        (Severity::Warning, Language::Vi) => "CẢNH BÁO",
+        (Severity::Info, Language::Vi) => "THÔNG TIN",
+        (Severity::Critical, Language::En) => "CRITICAL",
+        (Severity::Warning, Language::En) => "WARNING",
+        (Severity::Info, Language::En) => "INFO",
+    }
+}
+
+/// A time as the operations centre reads it: local (UTC+7), to the minute.
+fn local(rfc3339: &str) -> String {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&DEFAULT_TIME_ZONE)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+fn lasted(event: &Event) -> Option<String> {
+    let start = DateTime::parse_from_rfc3339(&event.started_at).ok()?;
+    let end = DateTime::parse_from_rfc3339(event.ended_at.as_deref()?).ok()?;
+    let minutes = (end.with_timezone(&Utc) - start.with_timezone(&Utc))
+        .num_minutes()
+        .max(0);
+    Some(if minutes >= 60 {
+        format!("{}h{:02}", minutes / 60, minutes % 60)
+    } else {
+        format!("{minutes}m")
+    })
+}
+
+fn who(event: &Event) -> String {
+    match &event.target_name {
+        Some(name) => format!("{name} ({})", event.target),
+        None => event.target.clone(),
+    }
+}
+
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(", … (+{})", names.len() - SHOWN));
+    }
+    text
+}
+
+fn vietnamese(e: &Event) -> Message {
+    let what = what(e, Language::Vi);
+    let flapping = if e.flapping { " (chập chờn)" } else { "" };
+    let title = match e.status {
+        EventStatus::Firing => format!(
+            "[{}] {what}{flapping}: {}",
+            severity_word(e.severity, Language::Vi),
+            who(e)
+        ),
+        EventStatus::Resolved => format!("[ĐÃ KHẮC PHỤC] {what}: {}", who(e)),
+    };
+    let mut lines = vec![
+        format!("Địa bàn: {}", e.area_path.join(" › ")),
+        format!("Kiểm tra: {} ({})", e.check, e.kind),
+    ];
+    if let Some(system) = &e.system {
+        lines.push(format!("Hệ thống: {system}"));
+    }
+    lines.push(format!("Bắt đầu: {} (giờ Việt Nam)", local(&e.started_at)));
+    if let Some(end) = &e.ended_at {
+        lines.push(format!(
+            "Kết thúc: {} (kéo dài {})",
+            local(end),
+            lasted(e).unwrap_or_default()
+        ));
+    }
+    if e.affected_targets > 0 {
+        lines.push(format!(
+            "Nguyên nhân gốc: {} đối tượng phía sau không truy cập được, tại {} địa bàn: {}",
+            e.affected_targets,
+            e.affected_areas.len(),
+            listed(&e.affected_areas)
+        ));
+        if !e.affected_systems.is_empty() {
+            lines.push(format!(
+                "Hệ thống bị ảnh hưởng: {}",
+                listed(&e.affected_systems)
+            ));
+        }
+    }
+    if let Some(note) = &e.note {
+        lines.push(format!("Chi tiết: {note}"));
+    }
+    if let Some(url) = &e.status_url {
+        lines.push(format!("Xem: {url}"));
+    }
+    Message {
+        title,
+        body: lines.join("\n"),
+    }
+}
+
+fn english(e: &Event) -> Message {
+    let what = what(e, Language::En);
+    let flapping = if e.flapping { " (flapping)" } else { "" };
+    let title = match e.status {
+        EventStatus::Firing => format!(
+            "[{}] {what}{flapping}: {}",
+            severity_word(e.severity, Language::En),
+            who(e)
+        ),
+        EventStatus::Resolved => format!("[RESOLVED] {what}: {}", who(e)),
+    };
+    let mut lines = vec![
+        format!("Area: {}", e.area_path.join(" › ")),
+        format!("Check: {} ({})", e.check, e.kind),
+    ];
+    if let Some(system) = &e.system {
+        lines.push(format!("System: {system}"));
+    }
+    lines.push(format!("Since: {} (UTC+7)", local(&e.started_at)));
+    if let Some(end) = &e.ended_at {
+        lines.push(format!(
+            "Ended: {} (lasted {})",
+            local(end),
+            lasted(e).unwrap_or_default()
+        ));
+    }
+    if e.affected_targets > 0 {
+        lines.push(format!(
+            "Root cause: {} targets behind it are unreachable, in {} areas: {}",
+            e.affected_targets,
+            e.affected_areas.len(),
+            listed(&e.affected_areas)
+        ));
+        if !e.affected_systems.is_empty() {
+            lines.push(format!("Systems affected: {}", listed(&e.affected_systems)));
+        }
+    }
+    if let Some(note) = &e.note {
+        lines.push(format!("Detail: {note}"));
+    }
+    if let Some(url) = &e.status_url {
+        lines.push(format!("Status: {url}"));
+    }
+    Message {
+        title,
+        body: lines.join("\n"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn event() -> Event {
+        Event {
+            id: "7-firing".into(),
+            status: EventStatus::Firing,
+            alertname: "IocwatchTargetDown".into(),
+            severity: Severity::Critical,
+            target: "gw-bao-yen".into(),
+            target_name: Some("Cổng kết nối Bảo Yên".into()),
+            check: "icmp".into(),
+            kind: "icmp".into(),
+            area: "g1".into(),
+            area_path: vec!["Tỉnh Lào Cai".into(), "Huyện Bảo Yên (cũ)".into()],
+            system: None,
+            labels: Default::default(),
+            started_at: "2026-11-23T08:05:00Z".into(),
+            ended_at: None,
+            flapping: false,
+            value: None,
+            note: Some("timeout".into()),
+            affected_targets: 2,
+            affected_areas: vec!["Xã Bảo Yên".into(), "Xã Nghĩa Đô".into()],
+            affected_systems: vec![],
+            status_url: Some("http://127.0.0.1:10090/".into()),
+            incident: 7,
+        }
+    }
+
+    #[test]
+    fn vietnamese_names_the_root_cause_and_what_sits_behind_it() {
+        let m = render(&event(), Language::Vi, false);
+        assert_eq!(
+            m.title,
+            "[NGHIÊM TRỌNG] Mất kết nối: Cổng kết nối Bảo Yên (gw-bao-yen)"
+        );
+        assert!(m
+            .body
+            .contains("Địa bàn: Tỉnh Lào Cai › Huyện Bảo Yên (cũ)"));
+        assert!(m.body.contains("Bắt đầu: 2026-11-23 15:05 (giờ Việt Nam)"));
+        assert!(m.body.contains(
+            "Nguyên nhân gốc: 2 đối tượng phía sau không truy cập được, tại 2 địa bàn: Xã Bảo Yên, Xã Nghĩa Đô"
+        ));
+        assert!(m.body.contains("Xem: http://127.0.0.1:10090/"));
+    }
+
+    #[test]
+    fn resolved_english_and_stripped_texts() {
+        let mut e = event();
+        e.status = EventStatus::Resolved;
+        e.ended_at = Some("2026-11-23T09:20:00Z".into());
+        let m = render(&e, Language::En, false);
+        assert_eq!(
+            m.title,
+            "[RESOLVED] Down: Cổng kết nối Bảo Yên (gw-bao-yen)"
+        );
+        assert!(
+            m.body.contains("Ended: 2026-11-23 16:20 (lasted 1h15)"),
+            "{}",
+            m.body
+        );
+        let sms = render(&event(), Language::Vi, true);
+        assert_eq!(
+            sms.title,
+            "[NGHIEM TRONG] Mat ket noi: Cong ket noi Bao Yen (gw-bao-yen)"
+        );
+        assert!(sms.text().is_ascii(), "{}", sms.text());
+        assert_eq!(strip_diacritics("Đường Nghĩa Đô"), "Duong Nghia Do");
+    }
+}

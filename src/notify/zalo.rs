@@ -1,0 +1,304 @@
+//! Zalo, the channel Vietnamese on-call staff actually read:
+//! - Bot Platform: `POST {api_url}/bot{token}/sendMessage` with `chat_id` and `text`
+//!   (at most 2000 characters).
+//! - Official Account: a customer-service message to a follower, with an access token that
+//!   expires and is refreshed from a refresh token. Zalo refresh tokens are single-use, so
+//!   the new one is written to the database before it is used.
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::outbox::DeliveryError;
+use super::text::Message;
+use super::{parse_url, secret};
+use crate::store::Store;
+
+/// The Bot Platform's limit on `text`.
+pub const MAX_TEXT: usize = 2000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZaloBotConfig {
+    #[serde(default)]
+    pub bot_token: Option<String>,
+    #[serde(default)]
+    pub bot_token_file: Option<String>,
+    pub chat_id: String,
+    #[serde(default = "default_bot_api")]
+    pub api_url: String,
+}
+
+fn default_bot_api() -> String {
+    "https://bot-api.zapps.me".into()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZaloBotSpec {
+    pub send_url: reqwest::Url,
+    pub chat_id: String,
+}
+
+impl ZaloBotConfig {
+    pub fn build(self) -> Result<ZaloBotSpec, String> {
+        let token = secret(
+            self.bot_token.as_deref(),
+            self.bot_token_file.as_deref(),
+            "bot_token",
+        )?;
+        let base = parse_url(&self.api_url, "zalo_bot api_url")?;
+        let send_url = base
+            .join(&format!("bot{token}/sendMessage"))
+            .map_err(|e| format!("zalo_bot: {e}"))?;
+        Ok(ZaloBotSpec {
+            send_url,
+            chat_id: self.chat_id,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZaloOaConfig {
+    pub app_id: String,
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub secret_key_file: Option<String>,
+    /// The first refresh token; later ones are kept in the database.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token_file: Option<String>,
+    /// The follower who receives the messages.
+    pub user_id: String,
+    #[serde(default = "default_oa_api")]
+    pub api_url: String,
+    #[serde(default = "default_oauth")]
+    pub oauth_url: String,
+}
+
+fn default_oa_api() -> String {
+    "https://openapi.zalo.me".into()
+}
+
+fn default_oauth() -> String {
+    "https://oauth.zaloapp.com".into()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZaloOaSpec {
+    pub app_id: String,
+    pub secret_key: String,
+    pub refresh_token: String,
+    pub user_id: String,
+    pub message_url: reqwest::Url,
+    pub token_url: reqwest::Url,
+}
+
+impl ZaloOaConfig {
+    pub fn build(self) -> Result<ZaloOaSpec, String> {
+        let secret_key = secret(
+            self.secret_key.as_deref(),
+            self.secret_key_file.as_deref(),
+            "secret_key",
+        )?;
+        let refresh_token = secret(
+            self.refresh_token.as_deref(),
+            self.refresh_token_file.as_deref(),
+            "refresh_token",
+        )?;
+        let api = parse_url(&self.api_url, "zalo_oa api_url")?;
+        let oauth = parse_url(&self.oauth_url, "zalo_oa oauth_url")?;
+        Ok(ZaloOaSpec {
+            app_id: self.app_id,
+            secret_key,
+            refresh_token,
+            user_id: self.user_id,
+            message_url: api
+                .join("v3.0/oa/message/cs")
+                .map_err(|e| format!("zalo_oa: {e}"))?,
+            token_url: oauth
+                .join("v4/oa/access_token")
+                .map_err(|e| format!("zalo_oa: {e}"))?,
+        })
+    }
+}
+
+/// Cuts a text to `max` characters (not bytes: Vietnamese letters are 2–3 bytes).
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[derive(Deserialize)]
+struct BotReply {
+    ok: bool,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+pub async fn deliver_bot(
+    spec: &ZaloBotSpec,
+    client: &reqwest::Client,
+    message: &Message,
+) -> Result<(), DeliveryError> {
+    let response = client
+        .post(spec.send_url.clone())
+        .json(&serde_json::json!({
+            "chat_id": spec.chat_id,
+            "text": truncate(&message.text(), MAX_TEXT),
+        }))
+        .send()
+        .await
+        .map_err(DeliveryError::retry)?;
+    DeliveryError::from_status(response.status())?;
+    let reply: BotReply = response.json().await.map_err(DeliveryError::retry)?;
+    if reply.ok {
+        Ok(())
+    } else {
+        Err(DeliveryError::Permanent(
+            reply.description.unwrap_or_else(|| "ok: false".into()),
+        ))
+    }
+}
+
+/// The Official Account sender: holds the current access token.
+pub struct OaSender {
+    spec: ZaloOaSpec,
+    kv_key: String,
+    access_token: Mutex<Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    error: Option<i64>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OaReply {
+    error: i64,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Zalo's "access token invalid or expired".
+const TOKEN_INVALID: [i64; 2] = [-216, -124];
+
+impl OaSender {
+    pub fn new(spec: ZaloOaSpec, notifier: &str) -> OaSender {
+        OaSender {
+            kv_key: format!("zalo_oa/{notifier}/{}/refresh_token", spec.app_id),
+            spec,
+            access_token: Mutex::new(None),
+        }
+    }
+
+    async fn refresh(
+        &self,
+        client: &reqwest::Client,
+        store: &Store,
+    ) -> Result<String, DeliveryError> {
+        let refresh_token = store
+            .kv(&self.kv_key)
+            .map_err(DeliveryError::retry)?
+            .unwrap_or_else(|| self.spec.refresh_token.clone());
+        let response = client
+            .post(self.spec.token_url.clone())
+            .header("secret_key", &self.spec.secret_key)
+            .form(&[
+                ("refresh_token", refresh_token.as_str()),
+                ("app_id", self.spec.app_id.as_str()),
+                ("grant_type", "refresh_token"),
+            ])
+            .send()
+            .await
+            .map_err(DeliveryError::retry)?;
+        DeliveryError::from_status(response.status())?;
+        let reply: TokenReply = response.json().await.map_err(DeliveryError::retry)?;
+        match (reply.access_token, reply.refresh_token) {
+            (Some(access), Some(refresh)) => {
+                // Single-use: the old refresh token is dead from now on.
+                store
+                    .set_kv(&self.kv_key, &refresh)
+                    .map_err(DeliveryError::retry)?;
+                Ok(access)
+            }
+            _ => Err(DeliveryError::Retry(format!(
+                "zalo token refresh failed: {} {}",
+                reply.error.unwrap_or(0),
+                reply.error_description.unwrap_or_default()
+            ))),
+        }
+    }
+
+    pub async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        store: &Store,
+        message: &Message,
+    ) -> Result<(), DeliveryError> {
+        let mut token = self.access_token.lock().await;
+        for attempt in 0..2 {
+            let access = match token.clone() {
+                Some(t) => t,
+                None => {
+                    let fresh = self.refresh(client, store).await?;
+                    *token = Some(fresh.clone());
+                    fresh
+                }
+            };
+            let response = client
+                .post(self.spec.message_url.clone())
+                .header("access_token", &access)
+                .json(&serde_json::json!({
+                    "recipient": {"user_id": self.spec.user_id},
+                    "message": {"text": truncate(&message.text(), MAX_TEXT)},
+                }))
+                .send()
+                .await
+                .map_err(DeliveryError::retry)?;
+            DeliveryError::from_status(response.status())?;
+            let reply: OaReply = response.json().await.map_err(DeliveryError::retry)?;
+            if reply.error == 0 {
+                return Ok(());
+            }
+            if TOKEN_INVALID.contains(&reply.error) && attempt == 0 {
+                *token = None;
+                continue;
+            }
+            return Err(DeliveryError::Retry(format!(
+                "zalo error {}: {}",
+                reply.error,
+                reply.message.unwrap_or_default()
+            )));
+        }
+        Err(DeliveryError::Retry(
+            "zalo access token refused twice".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn texts_are_cut_by_characters_not_bytes() {
+        let long = "Mất kết nối ".repeat(300);
+        let cut = truncate(&long, 2000);
+        assert_eq!(cut.chars().count(), 2000);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("ngắn", 2000), "ngắn");
+    }
+}

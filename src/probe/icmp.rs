@@ -132,7 +132,11 @@ impl IcmpProbe {
                     .ping(PingSequence(next_id(&SEQUENCES)), payload)
                     .await
                 {
-                    Ok((_, rtt)) => Echo::Reply(rtt),
+                    Ok((packet, rtt)) if is_echo_reply(&packet) => Echo::Reply(rtt),
+                    // surge-ping also hands back ICMP errors that quote our request: the
+                    // kernel's "host unreachable" after a failed ARP, a router's "network
+                    // unreachable". They are answers, but not from the target.
+                    Ok(_) => Echo::Unreachable,
                     Err(SurgeError::Timeout { .. }) => Echo::Lost,
                     Err(SurgeError::NetworkError) => Echo::Unreachable,
                     Err(SurgeError::IOError(e)) => Echo::Failed(FailureReason::from_io(&e)),
@@ -313,6 +317,15 @@ fn open_family(kind: ICMP) -> (Option<Client>, SocketMode) {
             );
             (None, SocketMode::Unavailable)
         }
+    }
+}
+
+fn is_echo_reply(packet: &surge_ping::IcmpPacket) -> bool {
+    const ECHO_REPLY_V4: u8 = 0;
+    const ECHO_REPLY_V6: u8 = 129;
+    match packet {
+        surge_ping::IcmpPacket::V4(p) => p.get_icmp_type().0 == ECHO_REPLY_V4,
+        surge_ping::IcmpPacket::V6(p) => p.get_icmpv6_type().0 == ECHO_REPLY_V6,
     }
 }
 

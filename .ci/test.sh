@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: ip (network namespaces for test hosts), kill (signals),
 # openssl (a TLS 1.0-only server), chromium (renders the status page), promtool, amtool and systemd-analyze (check deploy/),
-# prometheus (scrapes a test agent and evaluates every dashboard and rule query).
-packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd)
+# prometheus (scrapes a test agent and evaluates every dashboard and rule query),
+# prometheus-alertmanager (receives the agent's alerts), python3-aiosmtpd (an SMTP server
+# for the e-mail notifier), dbus + python3-dbusmock (a session bus with a notification
+# server for desktop notifications).
+packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd
+  python3 python3-aiosmtpd dbus python3-dbusmock)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

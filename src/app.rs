@@ -70,6 +70,8 @@ pub enum AppError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot set up the notifiers' HTTP client: {0}")]
+    Http(reqwest::Error),
 }
 
 /// A started agent: where it listens, and how to wait for it to stop.
@@ -142,7 +144,8 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         notify_metrics,
         tracker.clone(),
         shutdown.clone(),
-    );
+    )
+    .map_err(AppError::Http)?;
     tracker.spawn(state::run(state, inbox, shutdown.clone()));
 
     let mut scheduler = Scheduler::new(

@@ -549,7 +549,12 @@ impl Condition {
                     outcome.failure.map(|r| r.label().to_owned()),
                 )
             }
-            (Test::Loss { above, over }, Detail::Icmp(stats)) if stats.sent > 0 => {
+            // A round without a single reply is the down condition's business: counted here
+            // too, an outage would leave a "packet loss" alert behind for the whole window
+            // after the link came back.
+            (Test::Loss { above, over }, Detail::Icmp(stats))
+                if stats.sent > 0 && stats.received() > 0 =>
+            {
                 window.push(now, *over, stats.loss_ratio(), f64::from(stats.sent));
                 let loss = window.weighted_mean()?;
                 verdict(loss > *above, Some(loss), None)
@@ -738,6 +743,11 @@ mod tests {
             verdicts.push(v.bad);
         }
         assert_eq!(verdicts, [false, true, false, false]);
+        // A round without any reply is an outage, judged by `down`, not loss.
+        assert_eq!(
+            loss.judge(&round(0), &mut window, Instant::now(), SystemTime::now()),
+            None
+        );
         // After the window passes, the lossy round is forgotten.
         tokio::time::advance(Duration::from_secs(61)).await;
         let v = loss

@@ -542,6 +542,17 @@ impl Engine {
             .iter()
             .filter(|w| self.active_windows.contains(&w.name))
             .collect();
+        // Loss and latency of a check that is down (or about to be) say nothing more: the
+        // down alert is the one root cause.
+        let down_checks: HashSet<CheckKey> = self
+            .live
+            .iter()
+            .filter(|(k, l)| {
+                k.name == AlertName::TargetDown
+                    && (l.open.is_some() || l.rule.phase() == Phase::Pending)
+            })
+            .map(|(k, _)| k.check.clone())
+            .collect();
         let mut woken = false;
         let keys: Vec<AlertKey> = self
             .live
@@ -564,6 +575,11 @@ impl Engine {
                                 .collect()
                         })
                         .unwrap_or_default()
+                } else if key.name.is_connectivity()
+                    && key.name != AlertName::TargetDown
+                    && down_checks.contains(&key.check)
+                {
+                    vec![Arc::clone(&target.id)]
                 } else {
                     Vec::new()
                 };

@@ -238,14 +238,13 @@ impl Notifiers {
         metrics: outbox::NotifyMetrics,
         tracker: tokio_util::task::TaskTracker,
         parent: tokio_util::sync::CancellationToken,
-    ) -> Notifiers {
+    ) -> Result<Notifiers, reqwest::Error> {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(rustls::ClientConfig::clone(
                 &crate::probe::tls_config::system_tls_config(),
             ))
             .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+            .build()?;
         let mut notifiers = Notifiers {
             specs: Vec::new(),
             token: parent.child_token(),
@@ -257,7 +256,7 @@ impl Notifiers {
             client,
         };
         notifiers.apply(specs);
-        notifiers
+        Ok(notifiers)
     }
 
     pub fn apply(&mut self, specs: &[NotifierSpec]) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod receivers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

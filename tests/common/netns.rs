@@ -24,14 +24,18 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {} failed", args.join(" "));
 }
 
+/// A fresh /30 inside 198.18.0.0/15 (32768 of them) and a unique number for names.
+fn allocate() -> (u32, u32, u32) {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let index = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
+    (n, pid, u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4)
+}
+
 impl TestHost {
     /// Creates namespace + veth pair, link up on both sides.
     pub fn new() -> TestHost {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        // A /30 per host inside 198.18.0.0/15: 32768 of them.
-        let index = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
-        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4;
+        let (n, pid, base) = allocate();
         let host = TestHost {
             name: format!("iw{pid:x}n{n}"),
             host_if: format!("iw{:x}h{n}", pid % 0xfffff),
@@ -70,6 +74,70 @@ impl TestHost {
         ]);
         host.exec(&["ip", "link", "set", &peer_if, "up"]);
         host.exec(&["ip", "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// A host routed behind `gateway` (a commune behind its district uplink): its own
+    /// namespace, linked to the gateway's, which forwards; this namespace reaches it through
+    /// the gateway, so cutting the gateway's link cuts it too.
+    pub fn behind(gateway: &TestHost) -> TestHost {
+        let (n, pid, base) = allocate();
+        let host = TestHost {
+            name: format!("iw{pid:x}n{n}"),
+            host_if: format!("iw{:x}g{n}", pid % 0xfffff),
+            peer_if: format!("iw{:x}p{n}", pid % 0xfffff),
+            host_ip: Ipv4Addr::from(base + 1),
+            peer_ip: Ipv4Addr::from(base + 2),
+        };
+        ip(&["netns", "add", &host.name]);
+        ip(&[
+            "link",
+            "add",
+            &host.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &host.peer_if,
+        ]);
+        ip(&["link", "set", &host.host_if, "netns", &gateway.name]);
+        ip(&["link", "set", &host.peer_if, "netns", &host.name]);
+        gateway.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", host.host_ip),
+            "dev",
+            &host.host_if,
+        ]);
+        gateway.exec(&["ip", "link", "set", &host.host_if, "up"]);
+        gateway.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        host.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", host.peer_ip),
+            "dev",
+            &host.peer_if,
+        ]);
+        host.exec(&["ip", "link", "set", &host.peer_if, "up"]);
+        host.exec(&["ip", "link", "set", "lo", "up"]);
+        host.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &host.host_ip.to_string(),
+        ]);
+        // Gone with the gateway's veth when the gateway is dropped.
+        ip(&[
+            "route",
+            "add",
+            &format!("{}/32", host.peer_ip),
+            "via",
+            &gateway.peer_ip.to_string(),
+        ]);
         host
     }
 

@@ -1,0 +1,200 @@
+//! Real receivers for notifications: an HTTP server that records what it is sent (webhooks,
+//! Telegram and Zalo APIs, Alertmanager's own webhook), and a real Alertmanager.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    /// Requests answered 503 before the receiver starts accepting.
+    pub fail_first: Arc<AtomicUsize>,
+    /// Replies by path suffix; `{"ok": true}` otherwise.
+    pub replies: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Recorder {
+    pub fn all(&self) -> Vec<Received> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn on(&self, path_suffix: &str, reply: &str) {
+        self.replies
+            .lock()
+            .expect("lock")
+            .push((path_suffix.to_owned(), reply.to_owned()));
+    }
+}
+
+async fn record(
+    State(recorder): State<Recorder>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri.path().to_owned();
+    let failing = recorder
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return (StatusCode::SERVICE_UNAVAILABLE, "try later".into());
+    }
+    let reply = recorder
+        .replies
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(suffix, _)| path.ends_with(suffix.as_str()))
+        .map(|(_, reply)| reply.clone())
+        .unwrap_or_else(|| r#"{"ok": true}"#.into());
+    recorder.requests.lock().expect("lock").push(Received {
+        path,
+        headers,
+        body,
+    });
+    (StatusCode::OK, reply)
+}
+
+/// An HTTP server on loopback that records every request.
+pub async fn receiver() -> (SocketAddr, Recorder) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let recorder = Recorder::default();
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state(recorder.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, recorder)
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `within`.
+pub async fn wait_until<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(
+            &iocwatch::probe::tls_config::system_tls_config(),
+        ))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// A free loopback port, for programs that cannot bind port 0 and report it.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The Debian package's Alertmanager on loopback, routing everything to `webhook` with
+/// resolved notifications on. Killed when dropped.
+pub struct Alertmanager {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub async fn start(webhook: SocketAddr) -> Alertmanager {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, target]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{webhook}/am\n        send_resolved: true\n"
+        );
+        std::fs::write(dir.path().join("am.yml"), config).expect("write");
+        let port = free_port();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager must be installed (Debian package prometheus-alertmanager)");
+        let am = Alertmanager {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let client = client();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = client.get(format!("{}/-/ready", am.url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Alertmanager did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        am
+    }
+
+    /// Alerts Alertmanager holds as active (not resolved).
+    pub async fn alerts(&self) -> Vec<serde_json::Value> {
+        client()
+            .get(format!("{}/api/v2/alerts", self.url))
+            .send()
+            .await
+            .expect("GET alerts")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{DeliveryError, NotifyMetrics};
-use super::{parse_url, secret};
+use super::{append_path, parse_url, secret};
 use crate::config::PromDuration;
 use crate::store::{from_unix_ms, unix_ms, AmAlert, Store};
 
@@ -51,14 +51,8 @@ impl AlertmanagerConfig {
         }
         let mut urls = Vec::new();
         for url in &self.urls {
-            let mut base = parse_url(url, "alertmanager url")?;
-            if !base.path().ends_with('/') {
-                base.set_path(&format!("{}/", base.path()));
-            }
-            urls.push(
-                base.join("api/v2/alerts")
-                    .map_err(|e| format!("alertmanager url {url:?}: {e}"))?,
-            );
+            let base = parse_url(url, "alertmanager url")?;
+            urls.push(append_path(&base, &["api", "v2", "alerts"])?);
         }
         let bearer_token = if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
             Some(secret(

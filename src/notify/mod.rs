@@ -207,6 +207,17 @@ pub fn expand_env(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// `base` with `segments` appended to its path. Not `Url::join`: a Telegram token
+/// (`123:ABC`) as the start of a relative reference would read as a URL scheme.
+pub fn append_path(base: &reqwest::Url, segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("{base} cannot have a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 /// Parses a URL of a notifier, with `${VAR}` expansion.
 pub fn parse_url(text: &str, what: &str) -> Result<reqwest::Url, String> {
     let expanded = expand_env(text)?;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::outbox::DeliveryError;
 use super::text::Message;
-use super::{parse_url, secret};
+use super::{append_path, parse_url, secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,9 +37,7 @@ impl TelegramConfig {
             "bot_token",
         )?;
         let base = parse_url(&self.api_url, "telegram api_url")?;
-        let send_url = base
-            .join(&format!("bot{token}/sendMessage"))
-            .map_err(|e| format!("telegram: {e}"))?;
+        let send_url = append_path(&base, &[&format!("bot{token}"), "sendMessage"])?;
         Ok(TelegramSpec {
             send_url,
             chat_id: self.chat_id,
@@ -76,5 +74,26 @@ pub async fn deliver(
         Err(DeliveryError::Permanent(
             reply.description.unwrap_or_else(|| "ok: false".into()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_with_a_colon_stays_in_the_path() {
+        let spec = TelegramConfig {
+            bot_token: Some("123456:ABC-def".into()),
+            bot_token_file: None,
+            chat_id: "-1001".into(),
+            api_url: "https://api.telegram.org".into(),
+        }
+        .build()
+        .expect("valid");
+        assert_eq!(
+            spec.send_url.as_str(),
+            "https://api.telegram.org/bot123456:ABC-def/sendMessage"
+        );
     }
 }

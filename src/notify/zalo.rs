@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use super::outbox::DeliveryError;
 use super::text::Message;
-use super::{parse_url, secret};
+use super::{append_path, parse_url, secret};
 use crate::store::Store;
 
 /// The Bot Platform's limit on `text`.
@@ -46,9 +46,7 @@ impl ZaloBotConfig {
             "bot_token",
         )?;
         let base = parse_url(&self.api_url, "zalo_bot api_url")?;
-        let send_url = base
-            .join(&format!("bot{token}/sendMessage"))
-            .map_err(|e| format!("zalo_bot: {e}"))?;
+        let send_url = append_path(&base, &[&format!("bot{token}"), "sendMessage"])?;
         Ok(ZaloBotSpec {
             send_url,
             chat_id: self.chat_id,
@@ -114,12 +112,8 @@ impl ZaloOaConfig {
             secret_key,
             refresh_token,
             user_id: self.user_id,
-            message_url: api
-                .join("v3.0/oa/message/cs")
-                .map_err(|e| format!("zalo_oa: {e}"))?,
-            token_url: oauth
-                .join("v4/oa/access_token")
-                .map_err(|e| format!("zalo_oa: {e}"))?,
+            message_url: append_path(&api, &["v3.0", "oa", "message", "cs"])?,
+            token_url: append_path(&oauth, &["v4", "oa", "access_token"])?,
         })
     }
 }

@@ -1,0 +1,287 @@
+//! Each notifier against a real receiver on loopback: e-mail through a real SMTP server
+//! (aiosmtpd, STARTTLS and AUTH required), Telegram and Zalo through local HTTP servers that
+//! play their APIs and check path, auth and body; a receiver that hangs blocks nobody.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::receivers::{free_port, receiver, wait_until};
+use common::{closed_port, write, TestAgent};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A target that is down from the start, so an alert fires after three 1 s rounds.
+fn down_target() -> String {
+    format!(
+        r#"areas:
+  - code: "15"
+    name: Tỉnh Lào Cai
+    children: [{{code: "02947", name: Xã Bảo Yên}}]
+targets:
+  - id: ubnd-bao-yen
+    name: UBND xã Bảo Yên
+    area: "02947"
+    address: 127.0.0.1
+    interval: 1s
+    timeout: 500ms
+    checks: [tcp: {{port: {}, name: https}}]
+"#,
+        closed_port()
+    )
+}
+
+/// aiosmtpd from Debian (python3-aiosmtpd): STARTTLS and AUTH required; each message is
+/// written as JSON (decoded headers and body) into `out`.
+struct SmtpServer {
+    child: Child,
+}
+
+const SMTP_SERVER: &str = r#"
+import email, email.policy, json, os, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, cert, key, out = sys.argv[1:5]
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(cert, key)
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        record = {
+            "rcpt": envelope.rcpt_tos,
+            "from": envelope.mail_from,
+            "tls": session.ssl is not None,
+            "authenticated": bool(session.authenticated),
+            "subject": str(msg["subject"]),
+            "message_id": str(msg["message-id"]),
+            "body": msg.get_body().get_content(),
+        }
+        path = os.path.join(out, "%d.json" % len(os.listdir(out)))
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, ensure_ascii=False)
+        os.rename(path + ".tmp", path)
+        return "250 OK"
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"ioc" and data.password == b"s3cret"
+    return AuthResult(success=ok)
+controller = Controller(Handler(), hostname="127.0.0.1", port=int(port), tls_context=tls,
+    require_starttls=True, auth_required=True, auth_require_tls=True, authenticator=authenticate)
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()
+controller.stop()
+"#;
+
+impl SmtpServer {
+    fn start(port: u16, cert: &str, key: &str, out: &str) -> SmtpServer {
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", SMTP_SERVER, &port.to_string(), cert, key, out])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (Debian python3-aiosmtpd) must be installed");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+        SmtpServer { child }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"");
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = iocwatch::probe::test_servers::certificate(2099);
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    std::fs::write(dir.path().join("smtp-password"), "s3cret\n").expect("password");
+    let out = dir.path().join("mail");
+    std::fs::create_dir(&out).expect("mail dir");
+    let port = free_port();
+    let _smtp = SmtpServer::start(
+        port,
+        &cert_path.to_string_lossy(),
+        &key_path.to_string_lossy(),
+        &out.to_string_lossy(),
+    );
+    let config = format!(
+        r#"alerting:
+  external_url: http://ioc.laocai.test/
+  notifiers:
+    - name: oncall-mail
+      email:
+        smarthost: localhost:{port}
+        tls: starttls
+        ca_file: {ca}
+        username: ioc
+        password_file: {password}
+        from: "IOC Lào Cai <ioc@laocai.test>"
+        to: [truc-ca@laocai.test, "Trưởng ca <truong-ca@laocai.test>"]
+{targets}"#,
+        ca = cert_path.display(),
+        password = dir.path().join("smtp-password").display(),
+        targets = down_target(),
+    );
+    let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
+    let mail = wait_until(WAIT, "an e-mail", || {
+        std::fs::read_to_string(out.join("0.json")).ok()
+    })
+    .await;
+    let mail: serde_json::Value = serde_json::from_str(&mail).expect("JSON");
+    assert_eq!(mail["tls"], true, "STARTTLS was used");
+    assert_eq!(mail["authenticated"], true);
+    assert_eq!(
+        mail["rcpt"],
+        serde_json::json!(["truc-ca@laocai.test", "truong-ca@laocai.test"])
+    );
+    assert_eq!(
+        mail["subject"],
+        "[NGHIÊM TRỌNG] Mất kết nối: UBND xã Bảo Yên (ubnd-bao-yen)"
+    );
+    let body = mail["body"].as_str().expect("body");
+    assert!(
+        body.contains("Địa bàn: Tỉnh Lào Cai › Xã Bảo Yên"),
+        "{body}"
+    );
+    assert!(body.contains("Chi tiết: refused"), "{body}");
+    assert!(body.contains("Xem: http://ioc.laocai.test/"), "{body}");
+    assert!(mail["message_id"]
+        .as_str()
+        .is_some_and(|id| id.ends_with("-firing@iocwatch>")));
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.value(
+            "iocwatch_notifications_total",
+            &[("notifier", "oncall-mail"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
+    let (api, received) = receiver().await;
+    received.on(
+        "/v4/oa/access_token",
+        r#"{"access_token": "AT-1", "refresh_token": "RT-2", "expires_in": "90000"}"#,
+    );
+    received.on(
+        "/v3.0/oa/message/cs",
+        r#"{"error": 0, "message": "Success"}"#,
+    );
+    // A receiver that accepts and never answers: it must delay nobody but itself.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hanging_addr = hanging.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hanging.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    write(&dir.path().join("zalo-bot-token"), "ZALO-BOT-TOKEN\n");
+    write(&dir.path().join("zalo-refresh"), "RT-1\n");
+    std::env::set_var("IOCWATCH_TEST_TELEGRAM_TOKEN", "123:TG-TOKEN");
+    let config = format!(
+        r#"alerting:
+  notifiers:
+    - name: slow-bridge
+      timeout: 60s
+      webhook: {{url: "http://{hanging_addr}/sms"}}
+    - name: telegram
+      telegram: {{bot_token: "${{IOCWATCH_TEST_TELEGRAM_TOKEN}}", chat_id: "-100200", api_url: "http://{api}"}}
+    - name: zalo
+      zalo_bot: {{bot_token_file: {bot}, chat_id: "nhom-truc-ca", api_url: "http://{api}"}}
+    - name: zalo-oa
+      zalo_oa:
+        app_id: "4242"
+        secret_key: OA-SECRET
+        refresh_token_file: {refresh}
+        user_id: "8899"
+        api_url: http://{api}
+        oauth_url: http://{api}
+{targets}"#,
+        bot = dir.path().join("zalo-bot-token").display(),
+        refresh = dir.path().join("zalo-refresh").display(),
+        targets = down_target(),
+    );
+    let data = dir.path().join("data");
+    let storage = data.clone();
+    let agent =
+        TestAgent::start_with(&[("iocwatch.yaml", &config)], |o| o.storage = Some(storage)).await;
+    let requests = wait_until(WAIT, "Telegram, Zalo bot and Zalo OA messages", || {
+        let all = received.all();
+        (all.len() >= 4).then_some(all)
+    })
+    .await;
+    let find = |path: &str| {
+        requests
+            .iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("no request to {path}: {requests:?}"))
+    };
+    let telegram = find("/bot123:TG-TOKEN/sendMessage").json();
+    assert_eq!(telegram["chat_id"], "-100200");
+    assert!(telegram["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("[NGHIÊM TRỌNG] Mất kết nối: UBND xã Bảo Yên")));
+    let zalo = find("/botZALO-BOT-TOKEN/sendMessage").json();
+    assert_eq!(zalo["chat_id"], "nhom-truc-ca");
+    assert!(zalo["text"]
+        .as_str()
+        .is_some_and(|t| t.chars().count() <= 2000));
+    let token = find("/v4/oa/access_token");
+    assert_eq!(token.header("secret_key"), Some("OA-SECRET"));
+    let form = String::from_utf8_lossy(&token.body).into_owned();
+    assert!(
+        form.contains("refresh_token=RT-1") && form.contains("grant_type=refresh_token"),
+        "{form}"
+    );
+    let oa = find("/v3.0/oa/message/cs");
+    assert_eq!(oa.header("access_token"), Some("AT-1"));
+    assert_eq!(oa.json()["recipient"]["user_id"], "8899");
+    // The new refresh token was kept: the old one is single-use.
+    let store = iocwatch::store::Store::open(&data).expect("database");
+    assert_eq!(
+        store
+            .kv("zalo_oa/zalo-oa/4242/refresh_token")
+            .expect("kv")
+            .as_deref(),
+        Some("RT-2")
+    );
+    // Probing went on, and the hanging receiver delivered nothing.
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.value(
+            "iocwatch_notifications_total",
+            &[("notifier", "slow-bridge"), ("result", "success")]
+        ),
+        Some(0.0)
+    );
+    for notifier in ["telegram", "zalo", "zalo-oa"] {
+        assert_eq!(
+            m.value(
+                "iocwatch_notifications_total",
+                &[("notifier", notifier), ("result", "success")]
+            ),
+            Some(1.0),
+            "{notifier}"
+        );
+    }
+    agent.stop().await;
+}

@@ -205,3 +205,75 @@ targets:
     agent.stop().await;
     drop(communes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_gives_one_alert_not_a_storm() {
+    let host = TestHost::new();
+    let (hook, hooked) = receiver().await;
+    let config = format!(
+        r#"defaults: {{interval: 1s, timeout: 500ms}}
+alerting:
+  notifiers:
+    - {{name: ops, webhook: {{url: "http://{hook}/hook"}}}}
+areas: [{{code: "15", name: Tỉnh Lào Cai}}]
+targets:
+  - id: radio-link
+    area: "15"
+    address: {ip}
+    checks: [icmp: {{count: 1}}]
+"#,
+        ip = host.peer_ip
+    );
+    let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
+    let success = [("target", "radio-link"), ("kind", "icmp")];
+    agent
+        .wait_for(WAIT, "the link up", |m| {
+            m.value("iocwatch_probe_success", &success) == Some(1.0)
+        })
+        .await;
+    // Three drops, each seen by at least one round and each followed by a good round: six
+    // changes of state, the flapping threshold.
+    for _ in 0..3 {
+        host.cut();
+        agent
+            .wait_for(WAIT, "a failed round", |m| {
+                m.value("iocwatch_probe_success", &success) == Some(0.0)
+            })
+            .await;
+        host.restore();
+        agent
+            .wait_for(WAIT, "a good round", |m| {
+                m.value("iocwatch_probe_success", &success) == Some(1.0)
+            })
+            .await;
+    }
+    let first = wait_until(WAIT, "the flapping alert", || hooked.all().first().cloned()).await;
+    let body = first.json();
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["flapping"], true);
+    assert!(body["title"]
+        .as_str()
+        .is_some_and(|t| t.contains("(chập chờn)")));
+    // Two more drops: still that one alert.
+    for _ in 0..2 {
+        host.cut();
+        agent
+            .wait_for(WAIT, "a failed round", |m| {
+                m.value("iocwatch_probe_success", &success) == Some(0.0)
+            })
+            .await;
+        host.restore();
+        agent
+            .wait_for(WAIT, "a good round", |m| {
+                m.value("iocwatch_probe_success", &success) == Some(1.0)
+            })
+            .await;
+    }
+    let (_, view) = agent.get("/api/v1/alerts").await;
+    let view: serde_json::Value = serde_json::from_str(&view).expect("JSON");
+    let alert = &view["alerts"][0];
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(alert["flapping"], true, "{view:#}");
+    assert_eq!(hooked.all().len(), 1, "one message, not a storm");
+    agent.stop().await;
+}

@@ -222,3 +222,46 @@ fn bundled_demo_config_is_valid() {
     assert!(catalog.targets.iter().any(|t| &*t.id == "tslcd-gw"));
     assert_eq!(catalog.systems.len(), 7);
 }
+
+#[test]
+fn alerting_errors_name_file_line_and_column() {
+    let main = format!(
+        r#"alerting:
+  time_zone: Asia/Hanoi_City
+  notifiers:
+    - {{name: ops, webhook: {{url: "ftp://bridge/"}}}}
+    - {{name: mail, email: {{smarthost: "mail:587", from: ioc@laocai.test, to: [a@laocai.test]}}}}
+  rules:
+    - targets: [gw, gateway]
+      areas: ["99"]
+      systems: [erp]
+      alerts: {{down: {{after: 2}}, notify: [pager]}}
+    - kinds: [icmp]
+      alerts: {{loss: {{above: 150%}}}}
+  maintenance:
+    - {{name: night, areas: ["98"], cron: "0 22 * * 6", duration: 2h}}
+    - {{name: once, targets: [gw], start: "2026-12-01 12:00", end: "2026-12-01 08:00"}}
+    - {{name: neither, targets: [gw]}}
+{BASE}  - id: t2
+    area: "02947"
+    address: 127.0.0.2
+    checks:
+      - tcp: {{port: 22, alerts: {{loss: {{above: 5%}}}}}}
+"#
+    );
+    let errors = errors_of(&main);
+    let expected = [
+        "main.yaml:35:40: alert condition `loss` does not apply to tcp checks",
+        "main.yaml:2:14: unknown time zone \"Asia/Hanoi_City\": expected an IANA name such as Asia/Ho_Chi_Minh",
+        "main.yaml:4:7: notifier \"ops\": webhook url: expected an http or https URL",
+        "main.yaml:10:43: unknown notifier \"pager\"",
+        "main.yaml:7:21: unknown target \"gateway\"",
+        "main.yaml:8:15: unknown area \"99\"",
+        "main.yaml:9:17: unknown system \"erp\"",
+        "main.yaml:12:22: loss threshold must be at least 0 and below 1 (100%), not 1.5",
+        "main.yaml:14:29: unknown area \"98\"",
+        "main.yaml:15:67: maintenance \"once\" ends before it starts",
+        "main.yaml:16:7: maintenance \"neither\" needs either `start` and `end`, or `cron` and `duration`",
+    ];
+    assert_eq!(errors, expected);
+}

@@ -135,6 +135,9 @@ impl Loader {
                 }
             }
             for rule in raw_rules {
+                if let Some(names) = &rule.value.alerts.value.notify {
+                    self.known_notifiers(&file, names, &notifier_names);
+                }
                 if let Some(rule) = self.rule(&file, rule, areas, systems, &ids) {
                     rules.push(rule);
                 }
@@ -146,25 +149,9 @@ impl Loader {
                 alerting.maintenance.push(w);
             }
         }
-        let known = |loader: &mut Loader, file: &Path, names: &[Spanned<String>]| {
-            for n in names {
-                if !notifier_names.contains(&n.value) {
-                    loader.error(
-                        file,
-                        n.referenced,
-                        format!("unknown notifier {:?}", n.value),
-                    );
-                }
-            }
-        };
         for (file, own_alerts) in own.values() {
             if let Some(names) = &own_alerts.notify {
-                known(self, file, names);
-            }
-        }
-        for (file, rule) in &rules {
-            if let Some(names) = &rule.alerts.notify {
-                known(self, file, names);
+                self.known_notifiers(file, names, &notifier_names);
             }
         }
         for target in targets.iter_mut() {
@@ -201,6 +188,18 @@ impl Loader {
             }
         }
         Arc::new(alerting)
+    }
+
+    fn known_notifiers(&mut self, file: &Path, names: &[Spanned<String>], known: &HashSet<String>) {
+        for n in names {
+            if !known.contains(&n.value) {
+                self.error(
+                    file,
+                    n.referenced,
+                    format!("unknown notifier {:?}", n.value),
+                );
+            }
+        }
     }
 
     fn rule(

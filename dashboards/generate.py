@@ -116,6 +116,11 @@ def province():
     p.add("table", "Sự cố hiện tại", "Checks failing now, with their target, area and system.",
           [ts("iocwatch_probe_success == 0", instant=True, table=True)], w=10, h=8,
           transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}])
+    p.add("table", "Cảnh báo đang hoạt động",
+          "Alerts of the agents now: firing (sent), suppressed (behind a down upstream, with the root cause alerting instead), "
+          "in maintenance, or pending.",
+          [ts('iocwatch_alert_active{state!="pending"}', instant=True, table=True)], w=24, h=8,
+          transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}])
     p.add("bargauge", "Hệ thống dùng chung", "Share of each shared system's endpoints that are up now.",
           [ts("sum by (system) (iocwatch_system_targets{state=\"up\"}) / clamp_min(sum by (system) (iocwatch_system_targets), 1)",
               "{{system}}", instant=True)], w=10, h=8, unit="percentunit", thresholds=GREEN_RED,
@@ -239,8 +244,12 @@ def agent():
           [ts("sum by (result) (increase(iocwatch_config_reloads_total[$__rate_interval]))", "{{result}}")])
     p.add("timeseries", "Thời gian thu thập /metrics", "How long Prometheus takes to scrape each agent.",
           [ts('scrape_duration_seconds{job="iocwatch"}', "{{instance}}")], unit="s")
-    p.add("timeseries", "Thông báo đã gửi", "Notifications per notifier and result (issue 3: empty until notifiers exist).",
-          [ts("sum by (notifier, result) (rate(iocwatch_notifications_total[$__rate_interval]))", "{{notifier}} {{result}}")], w=24)
+    p.add("timeseries", "Thông báo đã gửi", "Notification attempts per notifier and result (success, failure, dropped).",
+          [ts("sum by (notifier, result) (rate(iocwatch_notifications_total[$__rate_interval]))", "{{notifier}} {{result}}")])
+    p.add("timeseries", "Hàng đợi thông báo", "Messages waiting in each notifier's outbox; a growing queue is a receiver that is down.",
+          [ts("sum by (instance, notifier) (iocwatch_notification_queue_length)", "{{instance}} {{notifier}}")])
+    p.add("timeseries", "Cảnh báo theo trạng thái", "Alerts by state (firing, suppressed, maintenance, pending) and severity.",
+          [ts("sum by (state, severity) (iocwatch_alerts)", "{{state}} {{severity}}")], w=24)
     return dashboard("iocwatch-agent", "iocwatch — Sức khỏe tác tử",
                      "Agent self-health: scheduler lateness, probes in flight, reloads, notifications.", p)
 

@@ -146,17 +146,7 @@ impl Store {
                 supported,
             });
         }
-        let tx = conn.transaction().map_err(sqlite)?;
-        for (i, migration) in MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(version).unwrap_or(0))
-        {
-            tx.execute_batch(migration).map_err(sqlite)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(sqlite)?;
-        }
-        tx.commit().map_err(sqlite)?;
+        migrate(&mut conn, version).map_err(sqlite)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -172,13 +162,7 @@ impl Store {
             source,
         };
         let mut conn = Connection::open_in_memory().map_err(sqlite)?;
-        let tx = conn.transaction().map_err(sqlite)?;
-        for (i, migration) in MIGRATIONS.iter().enumerate() {
-            tx.execute_batch(migration).map_err(sqlite)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(sqlite)?;
-        }
-        tx.commit().map_err(sqlite)?;
+        migrate(&mut conn, 0).map_err(sqlite)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -220,6 +204,20 @@ impl Store {
             .execute("DELETE FROM baselines WHERE check_key = ?1", [key])
             .map(|_| ())
     }
+}
+
+/// Runs the migrations after `version`, all in one transaction.
+fn migrate(conn: &mut Connection, version: i64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for (i, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()
 }
 
 /// Milliseconds since the epoch; a clock before 1970 reads as 0.

@@ -225,28 +225,14 @@ targets:
         ip = host.peer_ip
     );
     let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
-    let success = [("target", "radio-link"), ("kind", "icmp")];
     agent
         .wait_for(WAIT, "the link up", |m| {
-            m.value("iocwatch_probe_success", &success) == Some(1.0)
+            m.value("iocwatch_probe_success", &[("target", "radio-link")]) == Some(1.0)
         })
         .await;
     // Three drops, each seen by at least one round and each followed by a good round: six
     // changes of state, the flapping threshold.
-    for _ in 0..3 {
-        host.cut();
-        agent
-            .wait_for(WAIT, "a failed round", |m| {
-                m.value("iocwatch_probe_success", &success) == Some(0.0)
-            })
-            .await;
-        host.restore();
-        agent
-            .wait_for(WAIT, "a good round", |m| {
-                m.value("iocwatch_probe_success", &success) == Some(1.0)
-            })
-            .await;
-    }
+    drop_and_restore(&host, &agent, 3).await;
     let first = wait_until(WAIT, "the flapping alert", || hooked.all().first().cloned()).await;
     let body = first.json();
     assert_eq!(body["status"], "firing");
@@ -255,7 +241,20 @@ targets:
         .as_str()
         .is_some_and(|t| t.contains("(chập chờn)")));
     // Two more drops: still that one alert.
-    for _ in 0..2 {
+    drop_and_restore(&host, &agent, 2).await;
+    let (_, view) = agent.get("/api/v1/alerts").await;
+    let view: serde_json::Value = serde_json::from_str(&view).expect("JSON");
+    let alert = &view["alerts"][0];
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(alert["flapping"], true, "{view:#}");
+    assert_eq!(hooked.all().len(), 1, "one message, not a storm");
+    agent.stop().await;
+}
+
+/// Cuts and restores the host's link `times` times, each state seen by at least one round.
+async fn drop_and_restore(host: &TestHost, agent: &TestAgent, times: usize) {
+    let success = [("target", "radio-link"), ("kind", "icmp")];
+    for _ in 0..times {
         host.cut();
         agent
             .wait_for(WAIT, "a failed round", |m| {
@@ -269,11 +268,4 @@ targets:
             })
             .await;
     }
-    let (_, view) = agent.get("/api/v1/alerts").await;
-    let view: serde_json::Value = serde_json::from_str(&view).expect("JSON");
-    let alert = &view["alerts"][0];
-    assert_eq!(alert["state"], "firing");
-    assert_eq!(alert["flapping"], true, "{view:#}");
-    assert_eq!(hooked.all().len(), 1, "one message, not a storm");
-    agent.stop().await;
 }

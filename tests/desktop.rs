@@ -11,30 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::receivers::{free_port, receiver, wait_until};
-use common::{closed_port, write};
+use common::{down_target_config, http_client, write};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(extra_notifier: &str) -> String {
     format!(
-        r#"alerting:
-  notifiers:
-    - {{name: operator-desktop, desktop: {{}}}}
-{extra_notifier}
-areas:
-  - code: "15"
-    name: Tỉnh Lào Cai
-    children: [{{code: "02947", name: Xã Bảo Yên}}]
-targets:
-  - id: ubnd-bao-yen
-    name: UBND xã Bảo Yên
-    area: "02947"
-    address: 127.0.0.1
-    interval: 1s
-    timeout: 500ms
-    checks: [tcp: {{port: {}, name: https}}]
-"#,
-        closed_port()
+        "alerting:\n  notifiers:\n    - {{name: operator-desktop, desktop: {{}}}}\n{extra_notifier}\n{}",
+        down_target_config()
     )
 }
 
@@ -64,7 +48,7 @@ until dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedes
   i=$((i+1)); [ "$i" -gt 400 ] && { echo "notification daemon did not start" >&2; exit 3; }
   sleep 0.05
 done
-"$IOCWATCH" run -c "$CONFIG" --listen "127.0.0.1:$PORT" &
+"$IOCWATCH" run -c "$CONFIG" --listen "127.0.0.1:$PORT" --storage.path "$DATA" &
 echo $! > "$PIDFILE"
 wait $!
 "#;
@@ -83,6 +67,7 @@ async fn alerts_reach_the_operators_desktop_over_the_session_bus() {
         .env("CONFIG", &config_path)
         .env("PORT", free_port().to_string())
         .env("PIDFILE", &pidfile)
+        .env("DATA", dir.path().join("data"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -121,7 +106,8 @@ async fn without_a_session_bus_the_agent_warns_and_other_notifiers_deliver() {
     let child = Command::new(env!("CARGO_BIN_EXE_iocwatch"))
         .args(["run", "-c"])
         .arg(&config_path)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--storage.path"])
+        .arg(dir.path().join("data"))
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("XDG_RUNTIME_DIR")
         .stdout(Stdio::null())
@@ -138,13 +124,7 @@ async fn without_a_session_bus_the_agent_warns_and_other_notifiers_deliver() {
     .await;
     let stderr = std::fs::read_to_string(&log).expect("log");
     assert!(stderr.contains("no session D-Bus"), "{stderr}");
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::probe::tls_config::system_tls_config(),
-        ))
-        .no_proxy()
-        .build()
-        .expect("client");
+    let client = http_client();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let metrics = client

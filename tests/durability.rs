@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::receivers::{free_port, receiver, wait_until, Recorder};
-use common::{closed_port, write};
+use common::{closed_port, http_client, write};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -42,26 +42,12 @@ impl Agent {
 
     async fn alerts(&self) -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{}/api/v1/alerts", self.port);
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(
-                &iocwatch::probe::tls_config::system_tls_config(),
-            ))
-            .no_proxy()
-            .build()
-            .expect("client");
-        client.get(url).send().await.ok()?.json().await.ok()
+        http_client().get(url).send().await.ok()?.json().await.ok()
     }
 
     async fn metrics(&self) -> Option<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(
-                &iocwatch::probe::tls_config::system_tls_config(),
-            ))
-            .no_proxy()
-            .build()
-            .expect("client");
-        client.get(url).send().await.ok()?.text().await.ok()
+        http_client().get(url).send().await.ok()?.text().await.ok()
     }
 }
 

@@ -9,29 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::receivers::{free_port, receiver, wait_until};
-use common::{closed_port, write, TestAgent};
+use common::{down_target_config, write, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A target that is down from the start, so an alert fires after three 1 s rounds.
-fn down_target() -> String {
-    format!(
-        r#"areas:
-  - code: "15"
-    name: Tỉnh Lào Cai
-    children: [{{code: "02947", name: Xã Bảo Yên}}]
-targets:
-  - id: ubnd-bao-yen
-    name: UBND xã Bảo Yên
-    area: "02947"
-    address: 127.0.0.1
-    interval: 1s
-    timeout: 500ms
-    checks: [tcp: {{port: {}, name: https}}]
-"#,
-        closed_port()
-    )
-}
 
 /// aiosmtpd from Debian (python3-aiosmtpd): STARTTLS and AUTH required; each message is
 /// written as JSON (decoded headers and body) into `out`.
@@ -134,7 +114,7 @@ async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
 {targets}"#,
         ca = cert_path.display(),
         password = dir.path().join("smtp-password").display(),
-        targets = down_target(),
+        targets = down_target_config(),
     );
     let agent = TestAgent::start(&[("iocwatch.yaml", &config)]).await;
     let mail = wait_until(WAIT, "an e-mail", || {
@@ -218,7 +198,7 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
 {targets}"#,
         bot = dir.path().join("zalo-bot-token").display(),
         refresh = dir.path().join("zalo-refresh").display(),
-        targets = down_target(),
+        targets = down_target_config(),
     );
     let data = dir.path().join("data");
     let storage = data.clone();

@@ -49,13 +49,7 @@ impl TestAgent {
             addr,
             shutdown,
             stopped: Some(stopped),
-            client: reqwest::Client::builder()
-                .use_preconfigured_tls(rustls::ClientConfig::clone(
-                    &iocwatch::probe::tls_config::system_tls_config(),
-                ))
-                .no_proxy()
-                .build()
-                .expect("client"),
+            client: http_client(),
         }
     }
 
@@ -118,6 +112,38 @@ impl Drop for TestAgent {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// An HTTP client for talking to agents and receivers on loopback.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(
+            &iocwatch::probe::tls_config::system_tls_config(),
+        ))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// Areas and one target that is down from the start (a closed loopback port), so an alert
+/// fires after three 1 s rounds.
+pub fn down_target_config() -> String {
+    format!(
+        r#"areas:
+  - code: "15"
+    name: Tỉnh Lào Cai
+    children: [{{code: "02947", name: Xã Bảo Yên}}]
+targets:
+  - id: ubnd-bao-yen
+    name: UBND xã Bảo Yên
+    area: "02947"
+    address: 127.0.0.1
+    interval: 1s
+    timeout: 500ms
+    checks: [tcp: {{port: {}, name: https}}]
+"#,
+        closed_port()
+    )
 }
 
 pub fn write(path: &std::path::Path, text: &str) {

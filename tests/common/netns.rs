@@ -24,6 +24,10 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {} failed", args.join(" "));
 }
 
+fn veth(one: &str, other: &str) {
+    ip(&["link", "add", one, "type", "veth", "peer", "name", other]);
+}
+
 /// A fresh /30 inside 198.18.0.0/15 (32768 of them) and a unique number for names.
 fn allocate() -> (u32, u32, u32) {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -45,16 +49,7 @@ impl TestHost {
         };
         let peer_if = host.peer_if.clone();
         ip(&["netns", "add", &host.name]);
-        ip(&[
-            "link",
-            "add",
-            &host.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer_if,
-        ]);
+        veth(&host.host_if, &peer_if);
         ip(&["link", "set", &peer_if, "netns", &host.name]);
         ip(&[
             "addr",
@@ -90,16 +85,7 @@ impl TestHost {
             peer_ip: Ipv4Addr::from(base + 2),
         };
         ip(&["netns", "add", &host.name]);
-        ip(&[
-            "link",
-            "add",
-            &host.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &host.peer_if,
-        ]);
+        veth(&host.host_if, &host.peer_if);
         ip(&["link", "set", &host.host_if, "netns", &gateway.name]);
         ip(&["link", "set", &host.peer_if, "netns", &host.name]);
         gateway.exec(&[

@@ -117,16 +117,6 @@ pub async fn wait_until<T>(
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::probe::tls_config::system_tls_config(),
-        ))
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
 /// A free loopback port, for programs that cannot bind port 0 and report it.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -163,7 +153,7 @@ impl Alertmanager {
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
-        let client = client();
+        let client = super::http_client();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let ready = client.get(format!("{}/-/ready", am.url)).send().await;
@@ -181,7 +171,7 @@ impl Alertmanager {
 
     /// Alerts Alertmanager holds as active (not resolved).
     pub async fn alerts(&self) -> Vec<serde_json::Value> {
-        client()
+        super::http_client()
             .get(format!("{}/api/v2/alerts", self.url))
             .send()
             .await

@@ -154,33 +154,36 @@ impl Loader {
                 self.known_notifiers(file, names, &notifier_names);
             }
         }
+        // Most checks share their conditions (same kind, same matching rules, nothing of
+        // their own): resolved once and shared, which keeps a 40,000-check load fast and small.
+        let mut shared: HashMap<(crate::probe::Kind, Vec<usize>), Arc<CheckAlerts>> =
+            HashMap::new();
         for target in targets.iter_mut() {
             let resolved: Vec<Arc<CheckAlerts>> = target
                 .checks
                 .iter()
                 .map(|check| {
-                    let mut layers: Vec<&AlertsConfig> = rules
+                    let matching: Vec<usize> = rules
                         .iter()
-                        .filter(|(_, r)| r.matches(target, check.kind, areas))
-                        .map(|(_, r)| &r.alerts)
+                        .enumerate()
+                        .filter(|(_, (_, r))| r.matches(target, check.kind, areas))
+                        .map(|(i, _)| i)
                         .collect();
-                    if let Some((_, own_alerts)) = own.get(&check.key) {
-                        layers.push(own_alerts);
+                    let own_alerts = own.get(&check.key).map(|(_, a)| a);
+                    let combine = |matching: &[usize]| {
+                        let mut layers: Vec<&AlertsConfig> =
+                            matching.iter().map(|&i| &rules[i].1.alerts).collect();
+                        layers.extend(own_alerts);
+                        check_alerts(check.kind, &layers)
+                    };
+                    if own_alerts.is_some() {
+                        return combine(&matching);
                     }
-                    // Each layer was validated on its own, with its position; here only
-                    // the combination is made.
-                    let conditions = resolve(check.kind, &layers).unwrap_or_default();
-                    let notify = layers
-                        .iter()
-                        .rev()
-                        .find_map(|l| l.notify.as_ref())
-                        .map(|names| {
-                            names
-                                .iter()
-                                .map(|n| Arc::<str>::from(n.value.as_str()))
-                                .collect()
-                        });
-                    Arc::new(CheckAlerts { conditions, notify })
+                    Arc::clone(
+                        shared
+                            .entry((check.kind, matching))
+                            .or_insert_with_key(|(_, matching)| combine(matching)),
+                    )
                 })
                 .collect();
             for (check, alerts) in target.checks.iter_mut().zip(resolved) {
@@ -362,4 +365,21 @@ impl Loader {
             time_zone: zone,
         })
     }
+}
+
+/// Combines layers, lowest first. Each layer was validated on its own, with its position;
+/// here only the combination is made.
+fn check_alerts(kind: crate::probe::Kind, layers: &[&AlertsConfig]) -> Arc<CheckAlerts> {
+    let conditions = resolve(kind, layers).unwrap_or_default();
+    let notify = layers
+        .iter()
+        .rev()
+        .find_map(|l| l.notify.as_ref())
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| Arc::<str>::from(n.value.as_str()))
+                .collect()
+        });
+    Arc::new(CheckAlerts { conditions, notify })
 }

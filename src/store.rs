@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 mod alerts;
 mod outbox;
 
-pub use alerts::{AlertRow, AmAlert, Firing, IncidentRow, IncidentUpdate};
+pub use alerts::{AlertRow, AmAlert, Firing, IncidentRow, IncidentUpdate, Op};
 pub use outbox::{OutboxRow, Queued};
 
 /// Migrations, in order; `user_version` is how many have run. Never edit a landed one: add.

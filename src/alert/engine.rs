@@ -31,7 +31,7 @@ use crate::catalog::{Catalog, Check, CheckKey, Target};
 use crate::notify::{Event, EventStatus, NotifierKind};
 use crate::probe::Outcome;
 use crate::state::TargetState;
-use crate::store::{from_unix_ms, unix_ms, Firing, IncidentUpdate, Queued, Store};
+use crate::store::{from_unix_ms, unix_ms, Firing, IncidentUpdate, Op, Queued, Store};
 
 /// One alert: a condition of a check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,6 +164,11 @@ pub struct Engine {
     view: watch::Sender<Arc<AlertsSnapshot>>,
     active_windows: HashSet<Arc<str>>,
     last_prune: Option<Instant>,
+    /// Writes since the last tick, committed together at the next one; nothing is sent
+    /// before they are (notifiers are woken after the commit).
+    ops: Vec<Op>,
+    wake_pending: bool,
+    next_incident: i64,
 }
 
 #[derive(Clone)]
@@ -228,6 +233,9 @@ impl Engine {
             view: watch::Sender::new(Arc::new(AlertsSnapshot::default())),
             active_windows: HashSet::new(),
             last_prune: None,
+            ops: Vec::new(),
+            wake_pending: false,
+            next_incident: 1,
         };
         engine.restore(catalog);
         Ok(engine)
@@ -239,6 +247,10 @@ impl Engine {
 
     /// Picks up the alerts that were open when the agent stopped.
     fn restore(&mut self, catalog: &Catalog) {
+        match self.store.next_incident() {
+            Ok(id) => self.next_incident = id,
+            Err(error) => tracing::error!(%error, "cannot read the incident sequence"),
+        }
         let rows = match self.store.open_alerts() {
             Ok(rows) => rows,
             Err(error) => {
@@ -302,11 +314,36 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            if let Err(error) = self.store.resolve(&row.key, unix_ms(wall), "{}", &queued) {
-                tracing::error!(%error, "cannot resolve an alert removed from the config");
-            }
+            self.wake_pending |= !queued.is_empty();
+            self.ops.push(Op::Resolve {
+                key: row.key,
+                resolved_at: unix_ms(wall),
+                annotations: "{}".into(),
+                queued,
+            });
         }
+        self.flush(catalog);
+        // Messages queued before the restart go out now.
         self.wake_all(catalog);
+    }
+
+    /// Commits the writes collected since the last flush, then wakes the notifiers that
+    /// have something new.
+    fn flush(&mut self, catalog: &Catalog) {
+        if !self.ops.is_empty() {
+            if let Err(error) = self.store.apply(&self.ops) {
+                // The agent's own fault: shown in the log, never turned into target alerts.
+                // The open alerts stay in memory and are written with the next transition.
+                tracing::error!(%error, writes = self.ops.len(), "cannot write alert state");
+                self.ops.clear();
+                self.wake_pending = false;
+                return;
+            }
+            self.ops.clear();
+        }
+        if std::mem::take(&mut self.wake_pending) {
+            self.wake_all(catalog);
+        }
     }
 
     /// Judges one round of a check.
@@ -384,29 +421,19 @@ impl Engine {
         let Some(live) = self.live.get_mut(key) else {
             return;
         };
-        let labels = labels(catalog, check, &live.condition);
-        let id = key.id();
-        let fired = self.store.fire(&Firing {
-            key: &id,
-            target: &target.id,
+        let incident = self.next_incident;
+        self.next_incident += 1;
+        self.ops.push(Op::Fire(Firing {
+            key: key.id(),
+            incident,
+            target: target.id.to_string(),
             alertname: key.name.as_str(),
             severity: live.condition.severity.as_str(),
-            area: &catalog.areas.get(target.area).code,
+            area: catalog.areas.get(target.area).code.clone(),
             started_at: unix_ms(started),
             flapping,
-            labels: &labels,
-            annotations: "{}",
-        });
-        let incident = match fired {
-            Ok(incident) => incident,
-            Err(error) => {
-                // The agent's own fault: logged, and the alert is still shown; it is
-                // recorded when the next round fires it again.
-                tracing::error!(%error, alert = %id, "cannot record a firing alert");
-                live.rule = AlertRule::new(live.condition.params);
-                return;
-            }
-        };
+            labels: labels(catalog, check, &live.condition),
+        }));
         tracing::info!(alert = key.name.as_str(), target = %target.id, check = %check.key.check, flapping, "alert firing");
         let mut event = build_event(
             catalog,
@@ -454,13 +481,13 @@ impl Engine {
             .and_then(|(_, c)| c.alerts.notify.clone());
         let queued = queue(catalog, notify.as_deref(), &flapping_event, wall);
         let annotations = annotations(catalog, &flapping_event);
-        if let Err(error) = self
-            .store
-            .flapping(&key.id(), &annotations, &queued, unix_ms(wall))
-        {
-            tracing::error!(%error, "cannot record flapping");
-        }
-        self.wake_all(catalog);
+        self.ops.push(Op::Flapping {
+            key: key.id(),
+            annotations,
+            queued,
+            now: unix_ms(wall),
+        });
+        self.wake_pending = true;
     }
 
     fn resolve(&mut self, catalog: &Catalog, key: &AlertKey, wall: SystemTime) {
@@ -488,16 +515,14 @@ impl Engine {
                 queued = queue(catalog, notify.as_deref(), &event, wall);
             }
         }
-        if let Err(error) = self
-            .store
-            .resolve(&key.id(), unix_ms(wall), &annotations_json, &queued)
-        {
-            tracing::error!(%error, "cannot record a resolved alert");
-        }
+        self.ops.push(Op::Resolve {
+            key: key.id(),
+            resolved_at: unix_ms(wall),
+            annotations: annotations_json,
+            queued,
+        });
         tracing::info!(alert = key.name.as_str(), target = %key.check.target, notified = open.notified, "alert resolved");
-        if open.notified {
-            self.wake_all(catalog);
-        }
+        self.wake_pending |= open.notified;
     }
 
     fn queue_for(
@@ -606,9 +631,8 @@ impl Engine {
             };
             woken |= self.decide(catalog, &key, suppressed_by, maintenance, reach, wall);
         }
-        if woken {
-            self.wake_all(catalog);
-        }
+        self.wake_pending |= woken;
+        self.flush(catalog);
         self.publish(catalog);
         self.prune(catalog);
     }
@@ -652,35 +676,31 @@ impl Engine {
         event.affected_areas = open.affected.areas.clone();
         event.affected_systems = open.affected.systems.clone();
         event.flapping = open.flapping;
-        let areas_json = serde_json::to_string(&open.affected.areas).unwrap_or_default();
-        let root = open.suppressed_by.first().map(|s| s.to_string());
         let update = IncidentUpdate {
-            root_cause: root.as_deref(),
-            maintenance: open.maintenance.as_deref(),
+            root_cause: open.suppressed_by.first().map(|s| s.to_string()),
+            maintenance: open.maintenance.as_ref().map(|m| m.to_string()),
             affected: open.affected.targets,
-            affected_areas: &areas_json,
+            affected_areas: serde_json::to_string(&open.affected.areas).unwrap_or_default(),
             flapping: open.flapping,
         };
-        let id = key.id();
         if !open.notified && !held && open.hold == 0 {
-            let queued = queue(catalog, notify.as_deref(), event, wall);
-            let annotations = annotations(catalog, event);
-            match self
-                .store
-                .notify(&id, &annotations, &update, &queued, unix_ms(wall))
-            {
-                Ok(()) => {
-                    open.notified = true;
-                    return true;
-                }
-                Err(error) => tracing::error!(%error, alert = %id, "cannot queue notifications"),
-            }
-        } else if changed {
-            let annotations = annotations(catalog, event);
-            if let Err(error) = self.store.update(&id, &annotations, &update) {
-                tracing::error!(%error, alert = %id, "cannot update an alert");
-            }
+            open.notified = true;
+            self.ops.push(Op::Notify {
+                key: key.id(),
+                annotations: annotations(catalog, event),
+                update,
+                queued: queue(catalog, notify.as_deref(), event, wall),
+                now: unix_ms(wall),
+            });
+            return true;
+        }
+        if changed {
             // Alertmanager gets the new counts with the next re-send.
+            self.ops.push(Op::Update {
+                key: key.id(),
+                annotations: annotations(catalog, event),
+                update,
+            });
         }
         false
     }

@@ -7,18 +7,57 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::outbox::{enqueue, Queued};
 use super::Store;
 
+/// One write of the alert engine. The engine collects a second's worth and commits them in
+/// one transaction ([`Store::apply`]): a province-wide outage is one commit, not thousands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Opens incident `incident` and records the alert as firing, not yet notified.
+    Fire(Firing),
+    /// The alert is to be sent: marked notified, its messages queued.
+    Notify {
+        key: String,
+        annotations: String,
+        update: IncidentUpdate,
+        queued: Vec<Queued>,
+        now: i64,
+    },
+    /// New annotations (reach, flapping) of an open alert and its incident's root cause,
+    /// maintenance and reach; no message.
+    Update {
+        key: String,
+        annotations: String,
+        update: IncidentUpdate,
+    },
+    /// Flapping began on a notified alert: new annotations and one message.
+    Flapping {
+        key: String,
+        annotations: String,
+        queued: Vec<Queued>,
+        now: i64,
+    },
+    /// Resolves the alert, closes its incident, queues the resolved messages.
+    Resolve {
+        key: String,
+        resolved_at: i64,
+        annotations: String,
+        queued: Vec<Queued>,
+    },
+}
+
 /// A new firing alert and the incident it opens.
-#[derive(Debug)]
-pub struct Firing<'a> {
-    pub key: &'a str,
-    pub target: &'a str,
-    pub alertname: &'a str,
-    pub severity: &'a str,
-    pub area: &'a str,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    pub key: String,
+    /// Chosen by the engine (the next of [`Store::next_incident`]), so that the alert's
+    /// messages can name it before the batch is written.
+    pub incident: i64,
+    pub target: String,
+    pub alertname: &'static str,
+    pub severity: &'static str,
+    pub area: String,
     pub started_at: i64,
     pub flapping: bool,
-    pub labels: &'a str,
-    pub annotations: &'a str,
+    pub labels: String,
 }
 
 /// An alert still open in the database, for the engine to pick up after a restart.
@@ -59,11 +98,12 @@ pub struct IncidentRow {
 
 /// Root cause, maintenance and reach of an incident, as the engine last saw them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct IncidentUpdate<'a> {
-    pub root_cause: Option<&'a str>,
-    pub maintenance: Option<&'a str>,
+pub struct IncidentUpdate {
+    pub root_cause: Option<String>,
+    pub maintenance: Option<String>,
     pub affected: u32,
-    pub affected_areas: &'a str,
+    /// JSON array of area names.
+    pub affected_areas: String,
     pub flapping: bool,
 }
 
@@ -79,120 +119,23 @@ impl Store {
         Ok(value)
     }
 
-    /// Opens an incident and records the alert as firing, not yet notified.
-    pub fn fire(&self, f: &Firing<'_>) -> rusqlite::Result<i64> {
-        self.transaction(|tx| {
-            tx.execute(
-                "INSERT INTO incidents (alert_key, target, alertname, severity, area, started_at, flapping)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![f.key, f.target, f.alertname, f.severity, f.area, f.started_at, f.flapping],
-            )?;
-            let incident = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO alerts (key, incident, state, notified, flapping, started_at, resolved_at, labels, annotations)
-                 VALUES (?1, ?2, 'firing', 0, ?3, ?4, NULL, ?5, ?6)
-                 ON CONFLICT (key) DO UPDATE SET incident = excluded.incident, state = 'firing',
-                   notified = 0, flapping = excluded.flapping, started_at = excluded.started_at,
-                   resolved_at = NULL, labels = excluded.labels, annotations = excluded.annotations",
-                params![f.key, incident, f.flapping, f.started_at, f.labels, f.annotations],
-            )?;
-            Ok(incident)
-        })
-    }
-
-    /// The alert is to be sent: marks it notified and queues its messages, in one transaction.
-    pub fn notify(
-        &self,
-        key: &str,
-        annotations: &str,
-        update: &IncidentUpdate<'_>,
-        queued: &[Queued],
-        now: i64,
-    ) -> rusqlite::Result<()> {
-        self.transaction(|tx| {
-            let incident: i64 = tx.query_row(
-                "UPDATE alerts SET notified = 1, annotations = ?2, flapping = ?3 WHERE key = ?1 RETURNING incident",
-                params![key, annotations, update.flapping],
+    /// The id the next incident gets. AUTOINCREMENT's sequence never goes back, even after
+    /// old incidents are pruned, so event ids built from it stay unique.
+    pub fn next_incident(&self) -> rusqlite::Result<i64> {
+        let seq: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'incidents'",
+                [],
                 |r| r.get(0),
-            )?;
-            tx.execute(
-                "UPDATE incidents SET notified = 1 WHERE id = ?1",
-                [incident],
-            )?;
-            update_incident(tx, incident, update)?;
-            enqueue(tx, queued, now)
-        })
+            )
+            .optional()?;
+        Ok(seq.unwrap_or(0) + 1)
     }
 
-    /// New annotations (affected counts, flapping) of an open alert, and its incident's
-    /// root cause and reach; no message.
-    pub fn update(
-        &self,
-        key: &str,
-        annotations: &str,
-        update: &IncidentUpdate<'_>,
-    ) -> rusqlite::Result<()> {
-        self.transaction(|tx| {
-            let incident: Option<i64> = tx
-                .query_row(
-                    "UPDATE alerts SET annotations = ?2, flapping = ?3 WHERE key = ?1 RETURNING incident",
-                    params![key, annotations, update.flapping],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(incident) = incident {
-                update_incident(tx, incident, update)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Flapping began on a notified alert: new annotations and one message, together.
-    pub fn flapping(
-        &self,
-        key: &str,
-        annotations: &str,
-        queued: &[Queued],
-        now: i64,
-    ) -> rusqlite::Result<()> {
-        self.transaction(|tx| {
-            tx.execute(
-                "UPDATE alerts SET annotations = ?2, flapping = 1 WHERE key = ?1",
-                params![key, annotations],
-            )?;
-            tx.execute(
-                "UPDATE incidents SET flapping = 1 WHERE id = (SELECT incident FROM alerts WHERE key = ?1)",
-                [key],
-            )?;
-            enqueue(tx, queued, now)
-        })
-    }
-
-    /// Resolves the alert, closes its incident and queues the resolved messages together.
-    pub fn resolve(
-        &self,
-        key: &str,
-        resolved_at: i64,
-        annotations: &str,
-        queued: &[Queued],
-    ) -> rusqlite::Result<()> {
-        self.transaction(|tx| {
-            let incident: Option<i64> = tx
-                .query_row(
-                    "UPDATE alerts SET state = 'resolved', resolved_at = ?2, annotations = ?3
-                     WHERE key = ?1 AND state = 'firing' RETURNING incident",
-                    params![key, resolved_at, annotations],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(incident) = incident {
-                tx.execute(
-                    "UPDATE incidents SET ended_at = ?2 WHERE id = ?1",
-                    params![incident, resolved_at],
-                )?;
-            }
-            enqueue(tx, queued, resolved_at)
-        })
+    /// Writes a batch of the engine's operations in one transaction: all or nothing.
+    pub fn apply(&self, ops: &[Op]) -> rusqlite::Result<()> {
+        self.transaction(|tx| ops.iter().try_for_each(|op| apply(tx, op)))
     }
 
     pub fn open_alerts(&self) -> rusqlite::Result<Vec<AlertRow>> {
@@ -321,10 +264,104 @@ impl Store {
     }
 }
 
+fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::Fire(f) => {
+            tx.execute(
+                "INSERT INTO incidents (id, alert_key, target, alertname, severity, area, started_at, flapping)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![f.incident, f.key, f.target, f.alertname, f.severity, f.area, f.started_at, f.flapping],
+            )?;
+            tx.execute(
+                "INSERT INTO alerts (key, incident, state, notified, flapping, started_at, resolved_at, labels, annotations)
+                 VALUES (?1, ?2, 'firing', 0, ?3, ?4, NULL, ?5, '{}')
+                 ON CONFLICT (key) DO UPDATE SET incident = excluded.incident, state = 'firing',
+                   notified = 0, flapping = excluded.flapping, started_at = excluded.started_at,
+                   resolved_at = NULL, labels = excluded.labels, annotations = excluded.annotations",
+                params![f.key, f.incident, f.flapping, f.started_at, f.labels],
+            )?;
+        }
+        Op::Notify {
+            key,
+            annotations,
+            update,
+            queued,
+            now,
+        } => {
+            let incident: i64 = tx.query_row(
+                "UPDATE alerts SET notified = 1, annotations = ?2, flapping = ?3 WHERE key = ?1 RETURNING incident",
+                params![key, annotations, update.flapping],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE incidents SET notified = 1 WHERE id = ?1",
+                [incident],
+            )?;
+            update_incident(tx, incident, update)?;
+            enqueue(tx, queued, *now)?;
+        }
+        Op::Update {
+            key,
+            annotations,
+            update,
+        } => {
+            let incident: Option<i64> = tx
+                .query_row(
+                    "UPDATE alerts SET annotations = ?2, flapping = ?3 WHERE key = ?1 RETURNING incident",
+                    params![key, annotations, update.flapping],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(incident) = incident {
+                update_incident(tx, incident, update)?;
+            }
+        }
+        Op::Flapping {
+            key,
+            annotations,
+            queued,
+            now,
+        } => {
+            tx.execute(
+                "UPDATE alerts SET annotations = ?2, flapping = 1 WHERE key = ?1",
+                params![key, annotations],
+            )?;
+            tx.execute(
+                "UPDATE incidents SET flapping = 1 WHERE id = (SELECT incident FROM alerts WHERE key = ?1)",
+                [key],
+            )?;
+            enqueue(tx, queued, *now)?;
+        }
+        Op::Resolve {
+            key,
+            resolved_at,
+            annotations,
+            queued,
+        } => {
+            let incident: Option<i64> = tx
+                .query_row(
+                    "UPDATE alerts SET state = 'resolved', resolved_at = ?2, annotations = ?3
+                     WHERE key = ?1 AND state = 'firing' RETURNING incident",
+                    params![key, resolved_at, annotations],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(incident) = incident {
+                tx.execute(
+                    "UPDATE incidents SET ended_at = ?2 WHERE id = ?1",
+                    params![incident, resolved_at],
+                )?;
+            }
+            enqueue(tx, queued, *resolved_at)?;
+        }
+    }
+    Ok(())
+}
+
 fn update_incident(
     tx: &Transaction<'_>,
     incident: i64,
-    u: &IncidentUpdate<'_>,
+    u: &IncidentUpdate,
 ) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE incidents SET root_cause = ?2, maintenance = COALESCE(?3, maintenance), affected = ?4,
@@ -339,17 +376,30 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    fn firing<'a>(key: &'a str, at: i64) -> Firing<'a> {
-        Firing {
-            key,
-            target: "gw",
-            alertname: "IocwatchTargetDown",
-            severity: "critical",
-            area: "15",
-            started_at: at,
-            flapping: false,
-            labels: r#"{"alertname":"IocwatchTargetDown"}"#,
-            annotations: "{}",
+    fn fire(store: &Store, key: &str, at: i64) -> i64 {
+        let incident = store.next_incident().expect("id");
+        store
+            .apply(&[Op::Fire(Firing {
+                key: key.into(),
+                incident,
+                target: "gw".into(),
+                alertname: "IocwatchTargetDown",
+                severity: "critical",
+                area: "15".into(),
+                started_at: at,
+                flapping: false,
+                labels: r#"{"alertname":"IocwatchTargetDown"}"#.into(),
+            })])
+            .expect("fire");
+        incident
+    }
+
+    fn resolve(key: &str, at: i64, queued: Vec<Queued>) -> Op {
+        Op::Resolve {
+            key: key.into(),
+            resolved_at: at,
+            annotations: "{}".into(),
+            queued,
         }
     }
 
@@ -365,7 +415,7 @@ mod tests {
     #[test]
     fn an_alert_lives_fires_notifies_and_resolves_with_its_outbox_rows() {
         let store = Store::in_memory().expect("db");
-        let incident = store.fire(&firing("gw/icmp/down", 1_000)).expect("fire");
+        let incident = fire(&store, "gw/icmp/down", 1_000);
         assert_eq!(
             store.open_alerts().expect("open"),
             [AlertRow {
@@ -382,16 +432,22 @@ mod tests {
         );
         let update = IncidentUpdate {
             affected: 3,
-            affected_areas: r#"["Xã Bảo Yên"]"#,
+            affected_areas: r#"["Xã Bảo Yên"]"#.into(),
             ..Default::default()
         };
         store
-            .notify("gw/icmp/down", "{}", &update, &[queued("1-firing")], 2_000)
+            .apply(&[Op::Notify {
+                key: "gw/icmp/down".into(),
+                annotations: "{}".into(),
+                update,
+                queued: vec![queued("1-firing")],
+                now: 2_000,
+            }])
             .expect("notify");
         assert_eq!(store.am_alerts(0).expect("am").len(), 1);
         assert_eq!(store.pending("ops").expect("pending"), 1);
         store
-            .resolve("gw/icmp/down", 5_000, "{}", &[queued("1-resolved")])
+            .apply(&[resolve("gw/icmp/down", 5_000, vec![queued("1-resolved")])])
             .expect("resolve");
         assert!(store.open_alerts().expect("open").is_empty());
         let am = store.am_alerts(4_000).expect("am");
@@ -407,17 +463,45 @@ mod tests {
         assert_eq!(store.pending("ops").expect("pending"), 2);
         // Resolving twice queues nothing new: the event id is the same.
         store
-            .resolve("gw/icmp/down", 6_000, "{}", &[queued("1-resolved")])
+            .apply(&[resolve("gw/icmp/down", 6_000, vec![queued("1-resolved")])])
             .expect("again");
         assert_eq!(store.pending("ops").expect("pending"), 2);
     }
 
     #[test]
+    fn a_batch_is_all_or_nothing_and_incident_ids_never_go_back() {
+        let store = Store::in_memory().expect("db");
+        let first = fire(&store, "a", 1_000);
+        // The second op fails (no such alert to notify): the first is rolled back too.
+        let failed = store.apply(&[
+            resolve("a", 2_000, vec![queued("1-resolved")]),
+            Op::Notify {
+                key: "missing".into(),
+                annotations: "{}".into(),
+                update: IncidentUpdate::default(),
+                queued: Vec::new(),
+                now: 2_000,
+            },
+        ]);
+        assert!(failed.is_err());
+        assert_eq!(store.open_alerts().expect("open").len(), 1);
+        assert_eq!(store.pending("ops").expect("pending"), 0);
+        store
+            .apply(&[resolve("a", 2_000, Vec::new())])
+            .expect("resolve");
+        store.prune(3_000).expect("prune");
+        assert!(store.incidents(0, 10).expect("incidents").is_empty());
+        assert_eq!(store.next_incident().expect("id"), first + 1);
+    }
+
+    #[test]
     fn pruning_keeps_what_is_open() {
         let store = Store::in_memory().expect("db");
-        store.fire(&firing("a", 1_000)).expect("fire");
-        store.fire(&firing("b", 1_000)).expect("fire");
-        store.resolve("a", 2_000, "{}", &[]).expect("resolve");
+        fire(&store, "a", 1_000);
+        fire(&store, "b", 1_000);
+        store
+            .apply(&[resolve("a", 2_000, Vec::new())])
+            .expect("resolve");
         store.maintenance_started("w", 1_000).expect("m");
         store.maintenance_ended("w", 1_500).expect("m");
         assert!(store.prune(3_000).expect("prune") >= 3);

@@ -19,6 +19,9 @@ async fn a_cut_gateway_brings_one_root_cause_alert_to_alertmanager() {
     let communes: Vec<TestHost> = (0..3).map(|_| TestHost::behind(&gateway)).collect();
     let (am_hook, am_received) = receiver().await;
     let am = Alertmanager::start(am_hook).await;
+    // A second Alertmanager (an HA pair is configured as two): each gets every alert.
+    let (second_hook, _) = receiver().await;
+    let second = Alertmanager::start(second_hook).await;
     let (hook, hooked) = receiver().await;
 
     let mut config = format!(
@@ -27,7 +30,7 @@ alerting:
   external_url: http://127.0.0.1:10090/
   notifiers:
     - name: am
-      alertmanager: {{urls: ["{am}"], resend_interval: 2s}}
+      alertmanager: {{urls: ["{am}", "{second}"], resend_interval: 2s}}
     - name: ops
       webhook: {{url: "http://{hook}/hook"}}
 areas:
@@ -51,6 +54,7 @@ targets:
     checks: [icmp: {{count: 2, spacing: 50ms}}]
 "#,
         am = am.url,
+        second = second.url,
         gw = gateway.peer_ip,
     );
     for (commune, code) in communes.iter().zip(["02947", "02950", "02953"]) {
@@ -90,6 +94,19 @@ targets:
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !second
+        .alerts()
+        .await
+        .iter()
+        .any(|a| a["labels"]["target"] == "gw-bao-yen")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second Alertmanager did not get the alert"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(alert["labels"]["alertname"], "IocwatchTargetDown");
     assert_eq!(alert["labels"]["severity"], "critical");
     assert_eq!(alert["labels"]["role"], "gateway");

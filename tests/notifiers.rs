@@ -265,3 +265,44 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
     }
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_a_notifier_sends_the_resolution_to_the_new_place() {
+    let (old_addr, old) = receiver().await;
+    let (new_addr, new) = receiver().await;
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open_port = open.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in open.incoming() {});
+    let config = |hook: std::net::SocketAddr, target: &str| {
+        format!(
+            "alerting:\n  notifiers:\n    - {{name: ops, webhook: {{url: \"http://{hook}/hook\"}}}}\n{target}"
+        )
+    };
+    let down = down_target_config();
+    let agent = TestAgent::start(&[("iocwatch.yaml", &config(old_addr, &down))]).await;
+    wait_until(WAIT, "the firing message at the old receiver", || {
+        (!old.all().is_empty()).then_some(())
+    })
+    .await;
+    // The notifier moves and the target comes back (its check now reaches an open port).
+    let port = down
+        .split("port: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("port in the config")
+        .to_owned();
+    let up = down.replace(&format!("port: {port},"), &format!("port: {open_port},"));
+    write(&agent.path("iocwatch.yaml"), &config(new_addr, &up));
+    assert_eq!(agent.post("/-/reload").await.0, 200);
+    let resolved = wait_until(WAIT, "the resolution at the new receiver", || {
+        new.all().first().cloned()
+    })
+    .await;
+    assert_eq!(resolved.json()["status"], "resolved");
+    assert_eq!(
+        old.all().len(),
+        1,
+        "the old receiver got only the firing message"
+    );
+    agent.stop().await;
+}

@@ -29,7 +29,7 @@ const MAX_UDP_RESPONSE: usize = 4096;
 pub struct DnsConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<crate::alert::AlertsConfig>,
+    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
     /// Name of the check within its target; defaults to `dns`.
     #[serde(default)]
     pub name: Option<String>,

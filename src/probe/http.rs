@@ -29,7 +29,7 @@ const DEFAULT_MAX_REDIRECTS: u8 = 10;
 pub struct HttpConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<crate::alert::AlertsConfig>,
+    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
     /// Name of the check within its target; defaults to `http`.
     #[serde(default)]
     pub name: Option<String>,

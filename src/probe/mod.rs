@@ -123,12 +123,12 @@ impl CheckConfig {
     /// The check's own `alerts:`.
     pub fn alerts(&self) -> Option<&crate::alert::AlertsConfig> {
         match self {
-            CheckConfig::Icmp(c) => c.alerts.as_ref(),
-            CheckConfig::Tcp(c) => c.alerts.as_ref(),
-            CheckConfig::Http(c) => c.alerts.as_ref(),
-            CheckConfig::Dns(c) => c.alerts.as_ref(),
-            CheckConfig::Ports(c) => c.alerts.as_ref(),
-            CheckConfig::Tls(c) => c.alerts.as_ref(),
+            CheckConfig::Icmp(c) => c.alerts.as_deref(),
+            CheckConfig::Tcp(c) => c.alerts.as_deref(),
+            CheckConfig::Http(c) => c.alerts.as_deref(),
+            CheckConfig::Dns(c) => c.alerts.as_deref(),
+            CheckConfig::Ports(c) => c.alerts.as_deref(),
+            CheckConfig::Tls(c) => c.alerts.as_deref(),
             CheckConfig::Template(_) => None,
         }
     }

@@ -33,7 +33,7 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
 pub struct TlsConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<crate::alert::AlertsConfig>,
+    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
     /// Name of the check within its target; defaults to `tls`.
     #[serde(default)]
     pub name: Option<String>,

@@ -156,9 +156,19 @@ async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
     let (api, received) = receiver().await;
-    received.on(
+    // Zalo OA: the first token works for no message ("access token invalid", -216), so the
+    // sender must refresh again, with the refresh token the first refresh returned.
+    received.once(
         "/v4/oa/access_token",
         r#"{"access_token": "AT-1", "refresh_token": "RT-2", "expires_in": "90000"}"#,
+    );
+    received.once(
+        "/v4/oa/access_token",
+        r#"{"access_token": "AT-2", "refresh_token": "RT-3", "expires_in": "90000"}"#,
+    );
+    received.once(
+        "/v3.0/oa/message/cs",
+        r#"{"error": -216, "message": "Access token is invalid"}"#,
     );
     received.on(
         "/v3.0/oa/message/cs",
@@ -206,7 +216,7 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
         TestAgent::start_with(&[("iocwatch.yaml", &config)], |o| o.storage = Some(storage)).await;
     let requests = wait_until(WAIT, "Telegram, Zalo bot and Zalo OA messages", || {
         let all = received.all();
-        (all.len() >= 4).then_some(all)
+        (all.len() >= 6).then_some(all)
     })
     .await;
     let find = |path: &str| {
@@ -225,16 +235,31 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
     assert!(zalo["text"]
         .as_str()
         .is_some_and(|t| t.chars().count() <= 2000));
-    let token = find("/v4/oa/access_token");
-    assert_eq!(token.header("secret_key"), Some("OA-SECRET"));
-    let form = String::from_utf8_lossy(&token.body).into_owned();
+    let tokens: Vec<String> = requests
+        .iter()
+        .filter(|r| r.path == "/v4/oa/access_token")
+        .map(|r| {
+            assert_eq!(r.header("secret_key"), Some("OA-SECRET"));
+            String::from_utf8_lossy(&r.body).into_owned()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
     assert!(
-        form.contains("refresh_token=RT-1") && form.contains("grant_type=refresh_token"),
-        "{form}"
+        tokens[0].contains("refresh_token=RT-1") && tokens[0].contains("grant_type=refresh_token"),
+        "{tokens:?}"
     );
-    let oa = find("/v3.0/oa/message/cs");
-    assert_eq!(oa.header("access_token"), Some("AT-1"));
-    assert_eq!(oa.json()["recipient"]["user_id"], "8899");
+    assert!(
+        tokens[1].contains("refresh_token=RT-2"),
+        "single-use: {tokens:?}"
+    );
+    let messages: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/v3.0/oa/message/cs")
+        .collect();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].header("access_token"), Some("AT-1"));
+    assert_eq!(messages[1].header("access_token"), Some("AT-2"));
+    assert_eq!(messages[1].json()["recipient"]["user_id"], "8899");
     // The new refresh token was kept: the old one is single-use.
     let store = iocwatch::store::Store::open(&data).expect("database");
     assert_eq!(
@@ -242,7 +267,7 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
             .kv("zalo_oa/zalo-oa/4242/refresh_token")
             .expect("kv")
             .as_deref(),
-        Some("RT-2")
+        Some("RT-3")
     );
     // Probing went on, and the hanging receiver delivered nothing.
     let m = agent.metrics().await;

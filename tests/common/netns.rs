@@ -28,25 +28,26 @@ fn veth(one: &str, other: &str) {
     ip(&["link", "add", one, "type", "veth", "peer", "name", other]);
 }
 
-/// A fresh /30 inside 198.18.0.0/15 (32768 of them) and a unique number for names.
-fn allocate() -> (u32, u32, u32) {
+/// A fresh host: a unique namespace and interface names (`side` tells the end in the
+/// parent namespace apart), and a /30 inside 198.18.0.0/15 (32768 of them).
+fn allocate(side: char) -> TestHost {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let index = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
-    (n, pid, u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4)
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4;
+    TestHost {
+        name: format!("iw{pid:x}n{n}"),
+        host_if: format!("iw{:x}{side}{n}", pid % 0xfffff),
+        peer_if: format!("iw{:x}p{n}", pid % 0xfffff),
+        host_ip: Ipv4Addr::from(base + 1),
+        peer_ip: Ipv4Addr::from(base + 2),
+    }
 }
 
 impl TestHost {
     /// Creates namespace + veth pair, link up on both sides.
     pub fn new() -> TestHost {
-        let (n, pid, base) = allocate();
-        let host = TestHost {
-            name: format!("iw{pid:x}n{n}"),
-            host_if: format!("iw{:x}h{n}", pid % 0xfffff),
-            peer_if: format!("iw{:x}p{n}", pid % 0xfffff),
-            host_ip: Ipv4Addr::from(base + 1),
-            peer_ip: Ipv4Addr::from(base + 2),
-        };
+        let host = allocate('h');
         let peer_if = host.peer_if.clone();
         ip(&["netns", "add", &host.name]);
         veth(&host.host_if, &peer_if);
@@ -76,14 +77,7 @@ impl TestHost {
     /// namespace, linked to the gateway's, which forwards; this namespace reaches it through
     /// the gateway, so cutting the gateway's link cuts it too.
     pub fn behind(gateway: &TestHost) -> TestHost {
-        let (n, pid, base) = allocate();
-        let host = TestHost {
-            name: format!("iw{pid:x}n{n}"),
-            host_if: format!("iw{:x}g{n}", pid % 0xfffff),
-            peer_if: format!("iw{:x}p{n}", pid % 0xfffff),
-            host_ip: Ipv4Addr::from(base + 1),
-            peer_ip: Ipv4Addr::from(base + 2),
-        };
+        let host = allocate('g');
         ip(&["netns", "add", &host.name]);
         veth(&host.host_if, &host.peer_if);
         ip(&["link", "set", &host.host_if, "netns", &gateway.name]);

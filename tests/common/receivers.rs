@@ -34,13 +34,22 @@ pub struct Recorder {
     pub requests: Arc<Mutex<Vec<Received>>>,
     /// Requests answered 503 before the receiver starts accepting.
     pub fail_first: Arc<AtomicUsize>,
-    /// Replies by path suffix; `{"ok": true}` otherwise.
+    /// Replies by path suffix; `{"ok": true}` otherwise. One-time replies come first.
     pub replies: Arc<Mutex<Vec<(String, String)>>>,
+    pub once: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Recorder {
     pub fn all(&self) -> Vec<Received> {
         self.requests.lock().expect("lock").clone()
+    }
+
+    /// The next request to `path_suffix` (only that one) gets `reply`; queued in order.
+    pub fn once(&self, path_suffix: &str, reply: &str) {
+        self.once
+            .lock()
+            .expect("lock")
+            .push((path_suffix.to_owned(), reply.to_owned()));
     }
 
     pub fn on(&self, path_suffix: &str, reply: &str) {
@@ -65,14 +74,23 @@ async fn record(
     if failing {
         return (StatusCode::SERVICE_UNAVAILABLE, "try later".into());
     }
-    let reply = recorder
-        .replies
-        .lock()
-        .expect("lock")
-        .iter()
-        .rev()
-        .find(|(suffix, _)| path.ends_with(suffix.as_str()))
-        .map(|(_, reply)| reply.clone())
+    let once = {
+        let mut once = recorder.once.lock().expect("lock");
+        once.iter()
+            .position(|(suffix, _)| path.ends_with(suffix.as_str()))
+            .map(|i| once.remove(i).1)
+    };
+    let reply = once
+        .or_else(|| {
+            recorder
+                .replies
+                .lock()
+                .expect("lock")
+                .iter()
+                .rev()
+                .find(|(suffix, _)| path.ends_with(suffix.as_str()))
+                .map(|(_, reply)| reply.clone())
+        })
         .unwrap_or_else(|| r#"{"ok": true}"#.into());
     recorder.requests.lock().expect("lock").push(Received {
         path,

@@ -155,7 +155,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         tracker.clone(),
         shutdown.clone(),
     )
-    .with_store(Some(store));
+    .with_store(Some(Arc::clone(&store)));
     scheduler.apply(&catalog);
 
     let addrs = options
@@ -184,6 +184,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         telemetry_path: options.telemetry_path.clone(),
         status,
         alerts,
+        store: Arc::clone(&store),
     };
     tracker.spawn(server::serve(listeners, server_state, shutdown.clone()));
 

@@ -40,8 +40,8 @@ impl Agent {
         let _ = self.child.wait();
     }
 
-    async fn alerts(&self) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/api/v1/alerts", self.port);
+    async fn json(&self, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
         http_client().get(url).send().await.ok()?.json().await.ok()
     }
 
@@ -118,7 +118,7 @@ targets:
     let second = Agent::start(&config, &data);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let notified = second.alerts().await.is_some_and(|v| {
+        let notified = second.json("/api/v1/alerts").await.is_some_and(|v| {
             v["alerts"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|a| a["notified"] == true))
@@ -165,6 +165,16 @@ targets:
         format!("{incident}-resolved"),
         "one incident, stable ids"
     );
+    // The history as the API gives it, across the three lives of the agent.
+    let history = third
+        .json("/api/v1/incidents?days=1")
+        .await
+        .expect("incident history");
+    let incidents = history["incidents"].as_array().expect("incidents");
+    assert_eq!(incidents.len(), 1, "{history:#}");
+    assert_eq!(incidents[0]["id"].to_string(), incident);
+    assert_eq!(incidents[0]["alertname"], "IocwatchTargetDown");
+    assert!(incidents[0]["ended_at"].is_string(), "{history:#}");
     drop(third);
 
     // The incident history is intact.

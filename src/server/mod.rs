@@ -36,6 +36,8 @@ pub struct ServerState {
     pub telemetry_path: String,
     pub status: watch::Receiver<Arc<Status>>,
     pub alerts: watch::Receiver<Arc<AlertsSnapshot>>,
+    /// For the incident history; read-only here.
+    pub store: Arc<crate::store::Store>,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -44,6 +46,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/", get(status_page))
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/alerts", get(alerts_json))
+        .route("/api/v1/incidents", get(incidents_json))
         .route("/api/v1/baselines/accept", post(accept_baseline))
         // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
         .route(
@@ -167,6 +170,82 @@ async fn status_page(
 async fn alerts_json(State(state): State<ServerState>) -> Response {
     let snapshot = Arc::clone(&state.alerts.borrow());
     axum::Json(&*snapshot).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    /// How far back, in days (default 90).
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+/// Incident history (start, end, root cause, reach, maintenance) and the maintenance
+/// periods, newest first, for reports that leave maintenance out.
+async fn incidents_json(
+    State(state): State<ServerState>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let days = i64::from(query.days.unwrap_or(90));
+    let since = crate::store::unix_ms(std::time::SystemTime::now()) - days * 86_400_000;
+    let store = Arc::clone(&state.store);
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, rusqlite::Error>((
+            store.incidents(since, 10_000)?,
+            store.maintenance_periods()?,
+        ))
+    })
+    .await;
+    let time = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from(crate::store::from_unix_ms(ms))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    match read {
+        Ok(Ok((incidents, periods))) => {
+            let incidents: Vec<serde_json::Value> = incidents
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "id": i.id,
+                        "target": i.target,
+                        "alertname": i.alertname,
+                        "severity": i.severity,
+                        "area": i.area,
+                        "started_at": time(i.started_at),
+                        "ended_at": i.ended_at.map(time),
+                        "root_cause": i.root_cause,
+                        "affected_targets": i.affected,
+                        "affected_areas": serde_json::from_str::<serde_json::Value>(&i.affected_areas)
+                            .unwrap_or_default(),
+                        "notified": i.notified,
+                        "maintenance": i.maintenance,
+                        "flapping": i.flapping,
+                    })
+                })
+                .collect();
+            let maintenance: Vec<serde_json::Value> = periods
+                .iter()
+                .filter(|(_, _, end)| end.is_none_or(|e| e >= since))
+                .map(|(window, start, end)| {
+                    serde_json::json!({"window": window, "started_at": time(*start), "ended_at": end.map(time)})
+                })
+                .collect();
+            axum::Json(serde_json::json!({"incidents": incidents, "maintenance": maintenance}))
+                .into_response()
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot read incident history");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read incident history\n",
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read incident history\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn status_json(State(state): State<ServerState>) -> Response {

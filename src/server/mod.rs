@@ -162,8 +162,14 @@ async fn status_page(
     Query(query): Query<PageQuery>,
 ) -> Html<String> {
     let snapshot = Arc::clone(&state.status.borrow());
+    let alerts = Arc::clone(&state.alerts.borrow());
     let english = query.lang.as_deref() == Some("en");
-    Html(page::render(&snapshot, english, &state.telemetry_path))
+    Html(page::render(
+        &snapshot,
+        &alerts,
+        english,
+        &state.telemetry_path,
+    ))
 }
 
 /// Alerts that are pending, firing, suppressed or in maintenance, with root cause and reach.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::alert::engine::AlertsSnapshot;
 use crate::state::TargetState;
 use crate::status::{Counts, Status};
 
@@ -21,6 +22,9 @@ struct Texts {
     unknown: &'static str,
     incidents: &'static str,
     no_incidents: &'static str,
+    alerts: &'static str,
+    alert_states: [(&'static str, &'static str); 4],
+    flapping: &'static str,
     target: &'static str,
     area: &'static str,
     state: &'static str,
@@ -49,6 +53,14 @@ const VI: Texts = Texts {
     unknown: "Chưa rõ",
     incidents: "Sự cố hiện tại",
     no_incidents: "Không có sự cố.",
+    alerts: "Cảnh báo",
+    alert_states: [
+        ("firing", "Đang cảnh báo"),
+        ("suppressed", "Đã gộp vào nguyên nhân gốc"),
+        ("maintenance", "Đang bảo trì"),
+        ("pending", "Chờ xác nhận"),
+    ],
+    flapping: "chập chờn",
     target: "Đối tượng",
     area: "Địa bàn",
     state: "Trạng thái",
@@ -77,6 +89,14 @@ const EN: Texts = Texts {
     unknown: "Unknown",
     incidents: "Current incidents",
     no_incidents: "No incidents.",
+    alerts: "Alerts",
+    alert_states: [
+        ("firing", "Firing"),
+        ("suppressed", "Suppressed (root cause elsewhere)"),
+        ("maintenance", "In maintenance"),
+        ("pending", "Pending"),
+    ],
+    flapping: "flapping",
     target: "Target",
     area: "Area",
     state: "State",
@@ -170,6 +190,7 @@ fn counts(counts: &Counts) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#10151c;color:#e8edf3}\
+#alerts tr.firing td:first-child{border-left:4px solid #e5484d}#alerts tr.suppressed,#alerts tr.maintenance{opacity:.75}\
 header{padding:12px 20px;background:#1b2430;display:flex;flex-wrap:wrap;align-items:baseline;gap:16px}\
 h1{font-size:1.4em;margin:0}h2{font-size:1.15em;margin:18px 0 8px}main{padding:0 20px 20px}\
 a{color:#8cc4ff}.tiles{display:flex;flex-wrap:wrap;gap:10px}.tile{background:#1b2430;border-radius:8px;\
@@ -182,7 +203,12 @@ padding:4px 8px;border-bottom:1px solid #263241;vertical-align:top}th{color:#9aa
 @media (max-width:700px){.hide-narrow{display:none}}";
 
 /// Renders the whole page.
-pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
+pub fn render(
+    status: &Status,
+    alerts: &AlertsSnapshot,
+    english: bool,
+    telemetry_path: &str,
+) -> String {
     let t = if english { &EN } else { &VI };
     let now = status.generated_at;
     let mut h = String::with_capacity(16 * 1024);
@@ -261,6 +287,8 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
         }
         h.push_str("</table>");
     }
+
+    render_alerts(&mut h, t, alerts);
 
     if !status.systems.is_empty() {
         let _ = write!(
@@ -362,6 +390,66 @@ pub fn render(status: &Status, english: bool, telemetry_path: &str) -> String {
     h
 }
 
+/// Alerts that are not pending, root causes first: what was sent, what was folded into a
+/// root cause, what waits out a maintenance window.
+fn render_alerts(h: &mut String, t: &Texts, alerts: &AlertsSnapshot) {
+    let mut shown: Vec<_> = alerts
+        .alerts
+        .iter()
+        .filter(|a| a.state != "pending")
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    shown.sort_by_key(|a| (a.state != "firing", std::cmp::Reverse(a.affected_targets)));
+    let _ = write!(
+        h,
+        "<h2>{}</h2><table id=\"alerts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t.alerts, t.target, t.state, t.since, t.cause
+    );
+    for a in shown {
+        let state = t
+            .alert_states
+            .iter()
+            .find(|(key, _)| *key == a.state)
+            .map_or(a.state, |(_, text)| text);
+        let mut detail = esc(a.alertname.trim_start_matches("Iocwatch"));
+        if a.flapping {
+            let _ = write!(detail, " ({})", t.flapping);
+        }
+        if a.affected_targets > 0 {
+            let _ = write!(
+                detail,
+                " — <b>{}</b>: {}",
+                t.affects.replace("{}", &a.affected_targets.to_string()),
+                esc(&a.affected_areas.join(", "))
+            );
+        }
+        if !a.root_cause.is_empty() {
+            let _ = write!(
+                detail,
+                " <span class=\"muted\">({} {})</span>",
+                t.behind,
+                esc(&a.root_cause.join(", "))
+            );
+        }
+        if let Some(window) = &a.maintenance {
+            let _ = write!(detail, " <span class=\"muted\">({})</span>", esc(window));
+        }
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\"><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.target),
+            esc(&a.check),
+            state,
+            esc(a.since.as_deref().unwrap_or("")),
+            detail,
+            class = esc(a.state),
+        );
+    }
+    h.push_str("</table>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +458,49 @@ mod tests {
     fn escapes_html() {
         assert_eq!(esc("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(esc("Xã Bảo Yên"), "Xã Bảo Yên");
+    }
+
+    #[test]
+    fn alerts_show_their_root_cause_and_reach() {
+        use crate::alert::engine::AlertView;
+        let view = |target: &str, state: &'static str| AlertView {
+            target: target.into(),
+            check: "icmp".into(),
+            alertname: "IocwatchTargetDown",
+            severity: crate::alert::Severity::Critical,
+            state,
+            flapping: false,
+            since: Some("2026-11-23T08:00:00Z".into()),
+            value: None,
+            note: None,
+            root_cause: Vec::new(),
+            affected_targets: 0,
+            affected_areas: Vec::new(),
+            affected_systems: Vec::new(),
+            maintenance: None,
+            notified: state == "firing",
+            incident: Some(1),
+        };
+        let mut commune = view("ubnd-02947", "suppressed");
+        commune.root_cause = vec!["gw-bao-yen".into()];
+        let mut gateway = view("gw-bao-yen", "firing");
+        gateway.affected_targets = 1;
+        gateway.affected_areas = vec!["Xã Bảo Yên".into()];
+        let alerts = AlertsSnapshot {
+            alerts: vec![commune, gateway, view("x", "pending")],
+        };
+        let mut h = String::new();
+        render_alerts(&mut h, &VI, &alerts);
+        let gw = h.find("<td>gw-bao-yen<br>").expect("gateway row");
+        let c = h.find("<td>ubnd-02947<br>").expect("commune row");
+        assert!(gw < c, "the root cause comes first");
+        assert!(
+            h.contains("TargetDown — <b>ảnh hưởng 1 đối tượng</b>: Xã Bảo Yên"),
+            "{h}"
+        );
+        assert!(h.contains("Đã gộp vào nguyên nhân gốc"));
+        assert!(h.contains("(do sự cố tại gw-bao-yen)"));
+        assert!(!h.contains(">x<"), "pending alerts are not shown");
     }
 
     #[test]

@@ -479,7 +479,7 @@ impl Engine {
         let notify = catalog
             .check(&key.check)
             .and_then(|(_, c)| c.alerts.notify.clone());
-        let queued = queue(catalog, notify.as_deref(), &flapping_event, wall);
+        let queued = queue(catalog, notify.as_deref(), &flapping_event);
         let annotations = annotations(catalog, &flapping_event);
         self.ops.push(Op::Flapping {
             key: key.id(),
@@ -512,7 +512,7 @@ impl Engine {
                 let notify = catalog
                     .check(&key.check)
                     .and_then(|(_, c)| c.alerts.notify.clone());
-                queued = queue(catalog, notify.as_deref(), &event, wall);
+                queued = queue(catalog, notify.as_deref(), &event);
             }
         }
         self.ops.push(Op::Resolve {
@@ -539,7 +539,7 @@ impl Engine {
             event.id = format!("{}-resolved", event.incident);
             event.ended_at = Some(rfc3339(wall));
         }
-        queue(catalog, notify, &event, wall)
+        queue(catalog, notify, &event)
     }
 
     fn wake_all(&self, catalog: &Catalog) {
@@ -633,7 +633,7 @@ impl Engine {
         }
         self.wake_pending |= woken;
         self.flush(catalog);
-        self.publish(catalog);
+        self.publish();
         self.prune(catalog);
     }
 
@@ -689,7 +689,7 @@ impl Engine {
                 key: key.id(),
                 annotations: annotations(catalog, event),
                 update,
-                queued: queue(catalog, notify.as_deref(), event, wall),
+                queued: queue(catalog, notify.as_deref(), event),
                 now: unix_ms(wall),
             });
             return true;
@@ -746,7 +746,7 @@ impl Engine {
         self.active_windows = active;
     }
 
-    fn publish(&mut self, catalog: &Catalog) {
+    fn publish(&mut self) {
         let mut counts: HashMap<(&'static str, Severity), i64> = HashMap::new();
         let mut views = Vec::new();
         let mut series = HashSet::new();
@@ -810,7 +810,6 @@ impl Engine {
             self.metrics.active.with_label_values(&labels).set(1);
         }
         self.metrics.active_series = series;
-        let _ = catalog;
         let snapshot = AlertsSnapshot { alerts: views };
         self.view.send_if_modified(|old| {
             if **old == snapshot {
@@ -945,7 +944,6 @@ fn queue(
     catalog: &Catalog,
     notify: Option<&[Arc<str>]>,
     event: &Event,
-    _wall: SystemTime,
 ) -> Vec<Queued> {
     let Ok(payload) = serde_json::to_string(event) else {
         return Vec::new();

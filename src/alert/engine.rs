@@ -940,11 +940,7 @@ fn annotations(catalog: &Catalog, event: &Event) -> String {
 }
 
 /// Outbox rows for the notifiers an alert goes to (Alertmanager reads the alerts table).
-fn queue(
-    catalog: &Catalog,
-    notify: Option<&[Arc<str>]>,
-    event: &Event,
-) -> Vec<Queued> {
+fn queue(catalog: &Catalog, notify: Option<&[Arc<str>]>, event: &Event) -> Vec<Queued> {
     let Ok(payload) = serde_json::to_string(event) else {
         return Vec::new();
     };

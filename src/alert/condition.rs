@@ -500,6 +500,20 @@ impl Window {
         }
     }
 
+    /// Adds to a mean over the window: rounds within the same 1/30 of the window share one
+    /// sample, so a 5-minute loss window holds at most ~30 samples whatever the interval.
+    /// (A merged sample leaves the window with its first round: up to 1/30 early.)
+    fn push_to_mean(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
+        if let Some((first, mean, total)) = self.samples.back_mut() {
+            if now.saturating_duration_since(*first) < over / 30 && *total + weight > 0.0 {
+                *mean = (*mean * *total + value * weight) / (*total + weight);
+                *total += weight;
+                return;
+            }
+        }
+        self.push(now, over, value, weight);
+    }
+
     fn weighted_mean(&self) -> Option<f64> {
         let (sum, weight) = self
             .samples
@@ -555,7 +569,7 @@ impl Condition {
             (Test::Loss { above, over }, Detail::Icmp(stats))
                 if stats.sent > 0 && stats.received() > 0 =>
             {
-                window.push(now, *over, stats.loss_ratio(), f64::from(stats.sent));
+                window.push_to_mean(now, *over, stats.loss_ratio(), f64::from(stats.sent));
                 let loss = window.weighted_mean()?;
                 verdict(loss > *above, Some(loss), None)
             }
@@ -748,6 +762,21 @@ mod tests {
             loss.judge(&round(0), &mut window, Instant::now(), SystemTime::now()),
             None
         );
+        // Rounds close together share a sample: a 1 s check keeps ~30, not 300, per window.
+        let mut dense = Window::default();
+        for i in 0..300 {
+            tokio::time::advance(Duration::from_millis(200)).await;
+            let received = if i % 2 == 0 { 10 } else { 8 };
+            loss.judge(
+                &round(received),
+                &mut dense,
+                Instant::now(),
+                SystemTime::now(),
+            );
+        }
+        assert!(dense.samples.len() <= 31, "{} samples", dense.samples.len());
+        let mean = dense.weighted_mean().expect("mean");
+        assert!((mean - 0.1).abs() < 0.01, "mean loss {mean}");
         // After the window passes, the lossy round is forgotten.
         tokio::time::advance(Duration::from_secs(61)).await;
         let v = loss

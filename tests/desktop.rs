@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ impl Drop for Session {
         if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
+        // The session runs in its own process group: the bus, the mock daemon and the
+        // shell go together, also when the test fails.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -61,6 +67,7 @@ async fn alerts_reach_the_operators_desktop_over_the_session_bus() {
     let log = dir.path().join("notify.log");
     let pidfile = dir.path().join("iocwatch.pid");
     let child = Command::new("dbus-run-session")
+        .process_group(0)
         .args(["--", "/bin/sh", "-c", SESSION])
         .env("LOG", &log)
         .env("IOCWATCH", env!("CARGO_BIN_EXE_iocwatch"))

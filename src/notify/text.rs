@@ -34,10 +34,13 @@ impl Message {
 }
 
 pub fn render(event: &Event, language: Language, strip: bool) -> Message {
-    let message = match language {
-        Language::Vi => vietnamese(event),
-        Language::En => english(event),
-    };
+    let message = compose(
+        event,
+        match language {
+            Language::Vi => &VI,
+            Language::En => &EN,
+        },
+    );
     if strip {
         Message {
             title: strip_diacritics(&message.title),
@@ -186,100 +189,102 @@ fn listed(names: &[String]) -> String {
     text
 }
 
-fn vietnamese(e: &Event) -> Message {
-    let what = what(e, Language::Vi);
-    let flapping = if e.flapping { " (chập chờn)" } else { "" };
+/// The words of one language; the message is composed the same way for every language.
+struct Words {
+    language: Language,
+    flapping: &'static str,
+    resolved: &'static str,
+    area: &'static str,
+    check: &'static str,
+    system: &'static str,
+    /// `{start}` is replaced.
+    since: &'static str,
+    /// `{end}` and `{lasted}` are replaced.
+    ended: &'static str,
+    /// `{targets}`, `{areas}` and `{list}` are replaced.
+    root_cause: &'static str,
+    systems_affected: &'static str,
+    detail: &'static str,
+    link: &'static str,
+}
+
+const VI: Words = Words {
+    language: Language::Vi,
+    flapping: " (chập chờn)",
+    resolved: "ĐÃ KHẮC PHỤC",
+    area: "Địa bàn",
+    check: "Kiểm tra",
+    system: "Hệ thống",
+    since: "Bắt đầu: {start} (giờ Việt Nam)",
+    ended: "Kết thúc: {end} (kéo dài {lasted})",
+    root_cause:
+        "Nguyên nhân gốc: {targets} đối tượng phía sau không truy cập được, tại {areas} địa bàn: {list}",
+    systems_affected: "Hệ thống bị ảnh hưởng",
+    detail: "Chi tiết",
+    link: "Xem",
+};
+
+const EN: Words = Words {
+    language: Language::En,
+    flapping: " (flapping)",
+    resolved: "RESOLVED",
+    area: "Area",
+    check: "Check",
+    system: "System",
+    since: "Since: {start} (UTC+7)",
+    ended: "Ended: {end} (lasted {lasted})",
+    root_cause: "Root cause: {targets} targets behind it are unreachable, in {areas} areas: {list}",
+    systems_affected: "Systems affected",
+    detail: "Detail",
+    link: "Status",
+};
+
+fn compose(e: &Event, w: &Words) -> Message {
+    let what = what(e, w.language);
     let title = match e.status {
         EventStatus::Firing => format!(
-            "[{}] {what}{flapping}: {}",
-            severity_word(e.severity, Language::Vi),
+            "[{}] {what}{}: {}",
+            severity_word(e.severity, w.language),
+            if e.flapping { w.flapping } else { "" },
             who(e)
         ),
-        EventStatus::Resolved => format!("[ĐÃ KHẮC PHỤC] {what}: {}", who(e)),
+        EventStatus::Resolved => format!("[{}] {what}: {}", w.resolved, who(e)),
     };
     let mut lines = vec![
-        format!("Địa bàn: {}", e.area_path.join(" › ")),
-        format!("Kiểm tra: {} ({})", e.check, e.kind),
+        format!("{}: {}", w.area, e.area_path.join(" › ")),
+        format!("{}: {} ({})", w.check, e.check, e.kind),
     ];
     if let Some(system) = &e.system {
-        lines.push(format!("Hệ thống: {system}"));
+        lines.push(format!("{}: {system}", w.system));
     }
-    lines.push(format!("Bắt đầu: {} (giờ Việt Nam)", local(&e.started_at)));
+    lines.push(w.since.replace("{start}", &local(&e.started_at)));
     if let Some(end) = &e.ended_at {
-        lines.push(format!(
-            "Kết thúc: {} (kéo dài {})",
-            local(end),
-            lasted(e).unwrap_or_default()
-        ));
+        lines.push(
+            w.ended
+                .replace("{end}", &local(end))
+                .replace("{lasted}", &lasted(e).unwrap_or_default()),
+        );
     }
     if e.affected_targets > 0 {
-        lines.push(format!(
-            "Nguyên nhân gốc: {} đối tượng phía sau không truy cập được, tại {} địa bàn: {}",
-            e.affected_targets,
-            e.affected_areas.len(),
-            listed(&e.affected_areas)
-        ));
+        lines.push(
+            w.root_cause
+                .replace("{targets}", &e.affected_targets.to_string())
+                .replace("{areas}", &e.affected_areas.len().to_string())
+                .replace("{list}", &listed(&e.affected_areas)),
+        );
         if !e.affected_systems.is_empty() {
             lines.push(format!(
-                "Hệ thống bị ảnh hưởng: {}",
+                "{}: {}",
+                w.systems_affected,
                 listed(&e.affected_systems)
             ));
         }
     }
     if let Some(note) = &e.note {
-        lines.push(format!("Chi tiết: {note}"));
+        lines.push(format!("{}: {note}", w.detail));
     }
     if let Some(url) = &e.status_url {
-        lines.push(format!("Xem: {url}"));
-    }
-    Message {
-        title,
-        body: lines.join("\n"),
-    }
-}
-
-fn english(e: &Event) -> Message {
-    let what = what(e, Language::En);
-    let flapping = if e.flapping { " (flapping)" } else { "" };
-    let title = match e.status {
-        EventStatus::Firing => format!(
-            "[{}] {what}{flapping}: {}",
-            severity_word(e.severity, Language::En),
-            who(e)
-        ),
-        EventStatus::Resolved => format!("[RESOLVED] {what}: {}", who(e)),
-    };
-    let mut lines = vec![
-        format!("Area: {}", e.area_path.join(" › ")),
-        format!("Check: {} ({})", e.check, e.kind),
-    ];
-    if let Some(system) = &e.system {
-        lines.push(format!("System: {system}"));
-    }
-    lines.push(format!("Since: {} (UTC+7)", local(&e.started_at)));
-    if let Some(end) = &e.ended_at {
-        lines.push(format!(
-            "Ended: {} (lasted {})",
-            local(end),
-            lasted(e).unwrap_or_default()
-        ));
-    }
-    if e.affected_targets > 0 {
-        lines.push(format!(
-            "Root cause: {} targets behind it are unreachable, in {} areas: {}",
-            e.affected_targets,
-            e.affected_areas.len(),
-            listed(&e.affected_areas)
-        ));
-        if !e.affected_systems.is_empty() {
-            lines.push(format!("Systems affected: {}", listed(&e.affected_systems)));
-        }
-    }
-    if let Some(note) = &e.note {
-        lines.push(format!("Detail: {note}"));
-    }
-    if let Some(url) = &e.status_url {
-        lines.push(format!("Status: {url}"));
+        lines.push(format!("{}: {url}", w.link));
     }
     Message {
         title,

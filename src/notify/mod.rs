@@ -6,12 +6,12 @@
 //! the engine never waits for one.
 
 pub mod alertmanager;
+pub mod bot;
 #[cfg(feature = "desktop")]
 pub mod desktop;
 pub mod email;
 pub mod event;
 pub mod outbox;
-pub mod telegram;
 pub mod text;
 pub mod webhook;
 pub mod zalo;
@@ -47,9 +47,9 @@ pub struct NotifierConfig {
     #[serde(default)]
     pub webhook: Option<webhook::WebhookConfig>,
     #[serde(default)]
-    pub telegram: Option<telegram::TelegramConfig>,
+    pub telegram: Option<bot::BotConfig>,
     #[serde(default)]
-    pub zalo_bot: Option<zalo::ZaloBotConfig>,
+    pub zalo_bot: Option<bot::BotConfig>,
     #[serde(default)]
     pub zalo_oa: Option<zalo::ZaloOaConfig>,
     #[serde(default)]
@@ -82,8 +82,8 @@ pub struct NotifierSpec {
 pub enum NotifierKind {
     Alertmanager(alertmanager::AlertmanagerSpec),
     Webhook(webhook::WebhookSpec),
-    Telegram(telegram::TelegramSpec),
-    ZaloBot(zalo::ZaloBotSpec),
+    Telegram(bot::BotSpec),
+    ZaloBot(bot::BotSpec),
     ZaloOa(zalo::ZaloOaSpec),
     Email(email::EmailSpec),
     Desktop(DesktopConfig),
@@ -128,10 +128,10 @@ impl NotifierConfig {
             kinds.push(c.build().map(NotifierKind::Webhook));
         }
         if let Some(c) = telegram {
-            kinds.push(c.build().map(NotifierKind::Telegram));
+            kinds.push(c.build(bot::Platform::Telegram).map(NotifierKind::Telegram));
         }
         if let Some(c) = zalo_bot {
-            kinds.push(c.build().map(NotifierKind::ZaloBot));
+            kinds.push(c.build(bot::Platform::Zalo).map(NotifierKind::ZaloBot));
         }
         if let Some(c) = zalo_oa {
             kinds.push(c.build().map(NotifierKind::ZaloOa));

@@ -107,8 +107,7 @@ pub fn backoff(attempts: u32) -> Duration {
 
 enum Sender {
     Webhook(super::webhook::WebhookSpec),
-    Telegram(super::telegram::TelegramSpec),
-    ZaloBot(super::zalo::ZaloBotSpec),
+    Bot(super::bot::BotSpec),
     ZaloOa(Box<super::zalo::OaSender>),
     Email(Box<super::email::EmailSender>),
     #[cfg(feature = "desktop")]
@@ -137,8 +136,7 @@ impl Worker {
         let sender = match &spec.kind {
             NotifierKind::Alertmanager(_) => return Ok(None),
             NotifierKind::Webhook(s) => Sender::Webhook(s.clone()),
-            NotifierKind::Telegram(s) => Sender::Telegram(s.clone()),
-            NotifierKind::ZaloBot(s) => Sender::ZaloBot(s.clone()),
+            NotifierKind::Telegram(s) | NotifierKind::ZaloBot(s) => Sender::Bot(s.clone()),
             NotifierKind::ZaloOa(s) => {
                 Sender::ZaloOa(Box::new(super::zalo::OaSender::new(s.clone(), &spec.name)))
             }
@@ -242,8 +240,7 @@ impl Worker {
                 Sender::Webhook(s) => {
                     super::webhook::deliver(s, &self.client, &event, &message).await
                 }
-                Sender::Telegram(s) => super::telegram::deliver(s, &self.client, &message).await,
-                Sender::ZaloBot(s) => super::zalo::deliver_bot(s, &self.client, &message).await,
+                Sender::Bot(s) => super::bot::deliver(s, &self.client, &message).await,
                 Sender::ZaloOa(s) => s.deliver(&self.client, &self.store, &message).await,
                 Sender::Email(s) => s.deliver(&event, &message).await,
                 #[cfg(feature = "desktop")]

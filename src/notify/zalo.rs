@@ -1,58 +1,20 @@
-//! Zalo, the channel Vietnamese on-call staff actually read:
-//! - Bot Platform: `POST {api_url}/bot{token}/sendMessage` with `chat_id` and `text`
-//!   (at most 2000 characters).
-//! - Official Account: a customer-service message to a follower, with an access token that
-//!   expires and is refreshed from a refresh token. Zalo refresh tokens are single-use, so
-//!   the new one is written to the database before it is used.
+//! Zalo Official Account messages, the channel Vietnamese on-call staff actually read: a
+//! customer-service message to a follower, with an access token that expires and is
+//! refreshed from a refresh token. Zalo refresh tokens are single-use, so the new one is
+//! written to the database before it is used. (The Zalo Bot Platform has Telegram's API
+//! and lives in `bot.rs`.)
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::bot::truncate;
 use super::outbox::DeliveryError;
 use super::text::Message;
 use super::{append_path, parse_url, secret};
 use crate::store::Store;
 
-/// The Bot Platform's limit on `text`.
-pub const MAX_TEXT: usize = 2000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZaloBotConfig {
-    #[serde(default)]
-    pub bot_token: Option<String>,
-    #[serde(default)]
-    pub bot_token_file: Option<String>,
-    pub chat_id: String,
-    #[serde(default = "default_bot_api")]
-    pub api_url: String,
-}
-
-fn default_bot_api() -> String {
-    "https://bot-api.zapps.me".into()
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ZaloBotSpec {
-    pub send_url: reqwest::Url,
-    pub chat_id: String,
-}
-
-impl ZaloBotConfig {
-    pub fn build(self) -> Result<ZaloBotSpec, String> {
-        let token = secret(
-            self.bot_token.as_deref(),
-            self.bot_token_file.as_deref(),
-            "bot_token",
-        )?;
-        let base = parse_url(&self.api_url, "zalo_bot api_url")?;
-        let send_url = append_path(&base, &[&format!("bot{token}"), "sendMessage"])?;
-        Ok(ZaloBotSpec {
-            send_url,
-            chat_id: self.chat_id,
-        })
-    }
-}
+/// The longest message text Zalo takes, in characters.
+const MAX_TEXT: usize = 2000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,48 +77,6 @@ impl ZaloOaConfig {
             message_url: append_path(&api, &["v3.0", "oa", "message", "cs"])?,
             token_url: append_path(&oauth, &["v4", "oa", "access_token"])?,
         })
-    }
-}
-
-/// Cuts a text to `max` characters (not bytes: Vietnamese letters are 2–3 bytes).
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-#[derive(Deserialize)]
-struct BotReply {
-    ok: bool,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-pub async fn deliver_bot(
-    spec: &ZaloBotSpec,
-    client: &reqwest::Client,
-    message: &Message,
-) -> Result<(), DeliveryError> {
-    let response = client
-        .post(spec.send_url.clone())
-        .json(&serde_json::json!({
-            "chat_id": spec.chat_id,
-            "text": truncate(&message.text(), MAX_TEXT),
-        }))
-        .send()
-        .await
-        .map_err(DeliveryError::retry)?;
-    DeliveryError::from_status(response.status())?;
-    let reply: BotReply = response.json().await.map_err(DeliveryError::retry)?;
-    if reply.ok {
-        Ok(())
-    } else {
-        Err(DeliveryError::Permanent(
-            reply.description.unwrap_or_else(|| "ok: false".into()),
-        ))
     }
 }
 
@@ -280,19 +200,5 @@ impl OaSender {
         Err(DeliveryError::Retry(
             "zalo access token refused twice".into(),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn texts_are_cut_by_characters_not_bytes() {
-        let long = "Mất kết nối ".repeat(300);
-        let cut = truncate(&long, 2000);
-        assert_eq!(cut.chars().count(), 2000);
-        assert!(cut.ends_with('…'));
-        assert_eq!(truncate("ngắn", 2000), "ngắn");
     }
 }

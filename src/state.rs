@@ -164,7 +164,7 @@ impl State {
 
     pub fn record(&mut self, result: ProbeResult) {
         // A result of a check removed by a reload while it ran is dropped.
-        let Some((_, check)) = self.catalog.check(&result.key) else {
+        let Some((target, check)) = self.catalog.check(&result.key) else {
             return;
         };
         let checks = &self.checks;
@@ -174,7 +174,8 @@ impl State {
         series.record(checks, &result.outcome, unix_seconds(result.finished));
         self.alerts.observe(
             &self.catalog,
-            &result.key,
+            target,
+            check,
             &result.outcome,
             tokio::time::Instant::now(),
             result.finished,

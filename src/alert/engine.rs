@@ -347,17 +347,18 @@ impl Engine {
     }
 
     /// Judges one round of a check.
+    /// Judges one round of `check` (of `target`, both in `catalog`: the caller has looked
+    /// them up already).
     pub fn observe(
         &mut self,
         catalog: &Catalog,
-        key: &CheckKey,
+        target: &Target,
+        check: &Check,
         outcome: &Outcome,
         now: Instant,
         wall: SystemTime,
     ) {
-        let Some((target, check)) = catalog.check(key) else {
-            return;
-        };
+        let key = &check.key;
         for condition in &check.alerts.conditions {
             let alert_key = AlertKey {
                 check: key.clone(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::netns::TestHost;
+use common::netns::{assert_not_via_default, TestHost};
 use common::TestAgent;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -50,6 +50,8 @@ targets:
         .await;
 
     host.cut();
+    // Network safety: the cut host's address must not fall through to the default route.
+    assert_not_via_default(host.peer_ip);
     let m = agent
         .wait_for(WAIT, "the cut link to show", |m| {
             m.value("iocwatch_probe_success", &commune_icmp) == Some(0.0)
@@ -102,4 +104,29 @@ targets:
         })
         .await;
     agent.stop().await;
+}
+
+/// The fallback route is what keeps test traffic here: with every route through a cut
+/// gateway gone, a host behind it is unreachable, not sent to the default gateway.
+#[test]
+fn a_host_behind_a_cut_gateway_is_unreachable_not_routed_out() {
+    let gateway = TestHost::new();
+    let commune = TestHost::behind(&gateway);
+    gateway.cut();
+    assert_not_via_default(commune.peer_ip);
+    assert_not_via_default(gateway.peer_ip);
+    // Taking the whole gateway away (its namespace and veth deleted) removes every specific
+    // route: what is left must be the fallback.
+    let (gw_ip, commune_ip) = (gateway.peer_ip, commune.peer_ip);
+    drop(commune);
+    drop(gateway);
+    for addr in [gw_ip, commune_ip] {
+        let route = common::netns::route_to(addr);
+        assert!(
+            // `ip route get` answers an `unreachable` route with EHOSTUNREACH.
+            route.contains("unreachable") || route.contains("No route to host"),
+            "{addr}: {route}"
+        );
+        assert_not_via_default(addr);
+    }
 }

@@ -1,12 +1,85 @@
 //! Test hosts in network namespaces: a veth pair between this namespace and a new one, with
 //! addresses from 198.18.0.0/15 (reserved for benchmarking, routed nowhere). Names and subnets
 //! are unique per process and test; the guard removes everything even when the test fails.
+//!
+//! Network safety: when a test cuts a link, the kernel may drop the routes through it, and
+//! traffic to the test addresses would then follow the host's default route out of the
+//! machine. Before the first namespace is made, a fallback `unreachable 198.18.0.0/15` route
+//! (metric 4000, below every real route) is put in place, so a cut link drops packets here.
+//! It is never removed: tests run in parallel, and another may still be cutting links.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Adds the fallback route once per process; `replace` makes it idempotent across processes.
+pub fn ensure_fallback_route() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        ip(&[
+            "route",
+            "replace",
+            "unreachable",
+            "198.18.0.0/15",
+            "metric",
+            "4000",
+        ]);
+    });
+}
+
+/// What `ip route get ADDR` answers in this namespace.
+pub fn route_to(addr: Ipv4Addr) -> String {
+    let out = Command::new("ip")
+        .args(["route", "get", &addr.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip` (install iproute2): {e}"));
+    // An unreachable route makes `ip route get` fail ("No route to host"): that is the
+    // answer we want, so both streams are the result.
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The device and gateway of this namespace's default route, if it has one.
+pub fn default_route() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["route", "show", "default"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?.trim().to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+/// Panics if traffic to `addr` would leave through the default route.
+pub fn assert_not_via_default(addr: Ipv4Addr) {
+    let route = route_to(addr);
+    let Some(default) = default_route() else {
+        return;
+    };
+    let words: Vec<&str> = default.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.to_string())
+    };
+    for (key, value) in [("via", after("via")), ("dev", after("dev"))] {
+        if let Some(value) = value {
+            assert!(
+                !route.contains(&format!("{key} {value} "))
+                    && !route.trim_end().ends_with(&format!("{key} {value}")),
+                "traffic to {addr} would leave through the default route ({default}): {route}"
+            );
+        }
+    }
+}
 
 pub struct TestHost {
     pub name: String,
@@ -31,6 +104,7 @@ fn veth(one: &str, other: &str) {
 /// A fresh host: a unique namespace and interface names (`side` tells the end in the
 /// parent namespace apart), and a /30 inside 198.18.0.0/15 (32768 of them).
 fn allocate(side: char) -> TestHost {
+    ensure_fallback_route();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let index = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
@@ -160,6 +234,7 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new() -> Namespace {
+        ensure_fallback_route();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let ns = Namespace {
             name: format!("iw{:x}s{n}", std::process::id()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::alert::maintenance::Window;
-use crate::alert::Condition;
+use crate::model::Condition;
 use crate::notify::{Language, NotifierSpec};
 use crate::probe::{Kind, Probe};
 
@@ -251,7 +251,7 @@ impl Default for Alerting {
             strip_diacritics: false,
             external_url: None,
             history: Duration::from_secs(90 * 86400),
-            time_zone: crate::alert::maintenance::DEFAULT_TIME_ZONE,
+            time_zone: crate::model::DEFAULT_TIME_ZONE,
             notifiers: Vec::new(),
             maintenance: Vec::new(),
         }

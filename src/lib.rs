@@ -22,6 +22,7 @@ pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod scheduler;
@@ -29,5 +30,6 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod tls;
 
 pub use app::{run, start, Agent, AppError, Options};

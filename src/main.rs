@@ -225,7 +225,7 @@ async fn run(cli: &Cli) -> ExitCode {
 async fn accept_baseline(agent: &str, target: &str) -> ExitCode {
     let client = match reqwest::Client::builder()
         .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::probe::tls_config::system_tls_config(),
+            &iocwatch::tls::system_tls_config(),
         ))
         .build()
     {

@@ -183,7 +183,7 @@ async fn daemon_reloads_on_sighup_and_stops_on_sigterm() {
     let client = reqwest::Client::builder()
         .no_proxy()
         .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::probe::tls_config::system_tls_config(),
+            &iocwatch::tls::system_tls_config(),
         ))
         .build()
         .expect("client");

@@ -24,10 +24,10 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::condition::{Verdict, Window};
+use super::judge::{Verdict, Window};
 use super::rule::{AlertRule, Phase, Transition};
-use super::{AlertName, Condition, Severity};
 use crate::catalog::{Catalog, Check, CheckKey, Target};
+use crate::model::{AlertName, Condition, Severity};
 use crate::notify::{Event, EventStatus, NotifierKind};
 use crate::probe::Outcome;
 use crate::state::TargetState;

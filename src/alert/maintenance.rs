@@ -16,9 +16,6 @@ use serde::Deserialize;
 use crate::catalog::{AreaId, AreaTree, Target};
 use crate::config::{PromDuration, Spanned};
 
-/// The default zone of windows written without an offset: the whole country is UTC+7.
-pub const DEFAULT_TIME_ZONE: Tz = chrono_tz::Asia::Ho_Chi_Minh;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceConfig {
@@ -133,6 +130,7 @@ pub fn parse_cron(text: &str) -> Result<Cron, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DEFAULT_TIME_ZONE;
 
     fn window(when: When) -> Window {
         Window {

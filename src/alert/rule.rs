@@ -9,28 +9,10 @@
 //!   on: one alert instead of a storm.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuleParams {
-    pub fire_after: u32,
-    pub resolve_after: u32,
-    pub flap_window: Duration,
-    pub flap_threshold: u32,
-}
-
-impl Default for RuleParams {
-    fn default() -> Self {
-        RuleParams {
-            fire_after: 3,
-            resolve_after: 2,
-            flap_window: Duration::from_secs(600),
-            flap_threshold: 6,
-        }
-    }
-}
+pub use crate::model::RuleParams;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -168,6 +150,7 @@ impl AlertRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const ROUND: Duration = Duration::from_secs(30);
 

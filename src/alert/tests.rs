@@ -186,7 +186,7 @@ async fn the_root_cause_alert_names_what_sits_behind_it() {
     assert_eq!(e.affected_areas, ["Xã Bảo Yên", "Xã Nghĩa Đô"]);
     assert_eq!(e.affected_systems, ["Cổng dịch vụ công"]);
     assert_eq!(e.status_url.as_deref(), Some("http://127.0.0.1:10090/"));
-    let text = crate::notify::text::render(e, crate::notify::Language::Vi, false);
+    let text = crate::notify::text::render(e, crate::model::Language::Vi, false);
     assert!(
         text.title.contains("Mất kết nối: Cổng Bảo Yên (gw)"),
         "{}",

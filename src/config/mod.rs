@@ -2,39 +2,20 @@
 //! [`Catalog`]. Every error names file, line, column and what was expected, and all errors of
 //! a load are reported together.
 
-mod duration;
 mod raw;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use duration::{format as format_duration, parse as parse_duration, PromDuration};
-pub use serde_saphyr::{Location, Spanned};
+pub use crate::model::{
+    format_duration, parse_duration, FieldError, Location, PromDuration, Spanned,
+};
 
 use crate::catalog::Catalog;
 
 /// The config file read when none is given.
 pub const DEFAULT_PATH: &str = "config/iocwatch.yaml";
-
-/// A problem found while building a probe or other typed value from its config;
-/// the loader adds the file, and the enclosing item's location when `at` is unknown.
-#[derive(Debug, Clone)]
-pub struct FieldError {
-    pub at: Option<Location>,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn at(at: Location, message: String) -> FieldError {
-        let at = (at != Location::UNKNOWN).then_some(at);
-        FieldError { at, message }
-    }
-
-    pub fn unlocated(message: String) -> FieldError {
-        FieldError { at: None, message }
-    }
-}
 
 /// One error in one file, with its position (1-based; 0 when the file as a whole is meant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +98,5 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) if message[i..].contains(", column ") => message[..i].to_owned(),
         _ => message.to_owned(),
-    }
-}
-
-/// Parses a YAML snippet in unit tests of the probe configs.
-#[cfg(test)]
-pub(crate) fn parse_test_yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
-    match parse_yaml(text, Path::new("test.yaml")) {
-        Ok(value) => value,
-        Err(e) => panic!("test yaml does not parse: {e}"),
     }
 }

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::PromDuration;
 use crate::alert::maintenance::MaintenanceConfig;
-use crate::alert::AlertsConfig;
+use crate::model::AlertsConfig;
 use crate::notify::{Language, NotifierConfig};
 use crate::probe::{CheckConfig, Kind};
 

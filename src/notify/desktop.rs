@@ -4,11 +4,11 @@
 
 use notify_rust::{Notification, Timeout, Urgency};
 
-use super::event::{Event, EventStatus};
 use super::outbox::DeliveryError;
 use super::text::Message;
 use super::DesktopConfig;
-use crate::alert::Severity;
+use crate::model::Severity;
+use crate::model::{Event, EventStatus};
 
 /// Whether a session bus is configured at all; checked once at start for a clear warning.
 pub fn session_bus_configured() -> bool {

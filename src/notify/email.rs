@@ -9,10 +9,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor};
 use serde::Deserialize;
 
-use super::event::Event;
 use super::outbox::DeliveryError;
 use super::secret;
 use super::text::Message;
+use crate::model::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

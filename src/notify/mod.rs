@@ -10,7 +10,6 @@ pub mod bot;
 #[cfg(feature = "desktop")]
 pub mod desktop;
 pub mod email;
-pub mod event;
 pub mod outbox;
 pub mod text;
 pub mod webhook;
@@ -22,8 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{PromDuration, Spanned};
-pub use event::{Event, EventStatus};
-pub use text::Language;
+pub use crate::model::{Event, EventStatus, Language};
 
 /// One entry of `alerting.notifiers`: a name, common settings, and exactly one kind.
 #[derive(Debug, Deserialize)]
@@ -251,9 +249,7 @@ impl Notifiers {
         parent: tokio_util::sync::CancellationToken,
     ) -> Result<Notifiers, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(
-                &crate::probe::tls_config::system_tls_config(),
-            ))
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&crate::tls::system_tls_config()))
             .connect_timeout(Duration::from_secs(10))
             .build()?;
         let mut notifiers = Notifiers {

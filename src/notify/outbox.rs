@@ -10,9 +10,9 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::event::Event;
 use super::text::render;
 use super::{NotifierKind, NotifierSpec};
+use crate::model::Event;
 use crate::store::{unix_ms, Store};
 
 /// Why a delivery failed, and whether trying again can help.

@@ -3,21 +3,13 @@
 //! how much sits behind it, and a link to the status page. `strip_diacritics` turns the
 //! text into plain ASCII letters for SMS gateways.
 
+use crate::model::Language;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
-use super::event::{Event, EventStatus};
-use crate::alert::maintenance::DEFAULT_TIME_ZONE;
-use crate::alert::{AlertName, Severity};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    #[default]
-    Vi,
-    En,
-}
+use crate::model::DEFAULT_TIME_ZONE;
+use crate::model::{AlertName, Severity};
+use crate::model::{Event, EventStatus};
 
 /// A rendered message: a one-line title and a body of short lines.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::event::Event;
 use super::outbox::DeliveryError;
 use super::text::Message;
 use super::{expand_env, parse_url, secret};
+use crate::model::Event;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,7 +200,8 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::text::{render, tests::event, Language};
+    use crate::model::Language;
+    use crate::notify::text::{render, tests::event};
 
     #[test]
     fn templates_fill_strings_and_stay_valid_json() {

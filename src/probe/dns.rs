@@ -29,7 +29,7 @@ const MAX_UDP_RESPONSE: usize = 4096;
 pub struct DnsConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `dns`.
     #[serde(default)]
     pub name: Option<String>,
@@ -363,7 +363,7 @@ mod tests {
 
     fn probe(server: SocketAddr, extra: &str) -> DnsProbe {
         let text = format!("query: dichvucong.laocai.gov.vn\nserver: \"{server}\"\n{extra}");
-        DnsProbe::new(&crate::config::parse_test_yaml(&text), None).expect("valid")
+        DnsProbe::new(&crate::model::parse_test_yaml(&text), None).expect("valid")
     }
 
     async fn run(p: &DnsProbe) -> (Option<FailureReason>, Option<DnsDetail>) {
@@ -461,7 +461,7 @@ mod tests {
     fn config_errors() {
         let text =
             "query: \"bad..name\"\nrecord_type: QQQ\nexpect_rcode: MAYBE\nserver: \"host:port\"\n";
-        let config: DnsConfig = crate::config::parse_test_yaml(text);
+        let config: DnsConfig = crate::model::parse_test_yaml(text);
         let errors = DnsProbe::new(&config, None).expect_err("invalid");
         let lines: Vec<u64> = errors
             .iter()

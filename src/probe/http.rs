@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use super::http_content::{ContentConfig, ContentFindings, ContentWatch};
 use super::http_security;
-use super::tls_config::{ca_tls_config, insecure_tls_config};
 use super::{Detail, FailureReason, IpFamily, ProbeContext};
 use crate::config::{FieldError, Spanned};
+use crate::tls::{ca_tls_config, insecure_tls_config};
 
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u8 = 10;
@@ -29,7 +29,7 @@ const DEFAULT_MAX_REDIRECTS: u8 = 10;
 pub struct HttpConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `http`.
     #[serde(default)]
     pub name: Option<String>,
@@ -611,13 +611,13 @@ mod tests {
     fn config(url: &str) -> HttpConfig {
         let mut text = format!("url: {}\n", serde_json::to_string(url).expect("string"));
         text.push_str("ip_family: ip4\n");
-        crate::config::parse_test_yaml(&text)
+        crate::model::parse_test_yaml(&text)
     }
 
     fn with(url: &str, extra: &str) -> HttpProbe {
         let mut text = format!("url: {}\n", serde_json::to_string(url).expect("string"));
         text.push_str(extra);
-        HttpProbe::new(&crate::config::parse_test_yaml(&text)).expect("valid config")
+        HttpProbe::new(&crate::model::parse_test_yaml(&text)).expect("valid config")
     }
 
     async fn run(
@@ -873,7 +873,7 @@ mod tests {
     #[test]
     fn config_errors_are_positioned() {
         let text = "url: \"ftp://x\"\nexpect_status: [\"2xx\", \"7xx\"]\nbody_match: \"(\"\nhttp_versions: [\"HTTP/4\"]\n";
-        let errors = HttpProbe::new(&crate::config::parse_test_yaml(text)).expect_err("invalid");
+        let errors = HttpProbe::new(&crate::model::parse_test_yaml(text)).expect_err("invalid");
         let lines: Vec<u64> = errors
             .iter()
             .map(|e| e.at.map_or(0, |l| l.line()))

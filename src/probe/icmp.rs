@@ -23,7 +23,7 @@ const MAX_PAYLOAD: u16 = 1400;
 pub struct IcmpConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `icmp`.
     #[serde(default)]
     pub name: Option<String>,

@@ -14,10 +14,8 @@ pub mod tcp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_servers;
 pub mod tls;
-pub mod tls_config;
 mod tls_wire;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,66 +29,8 @@ pub use ports::{PortsConfig, PortsDetail, PortsProbe};
 pub use tcp::{TcpConfig, TcpProbe};
 pub use tls::{TlsConfig, TlsDetail, TlsProbe};
 
-use crate::config::FieldError;
-
-/// The kinds of probe iocwatch knows; used as the `kind` label and for per-kind limits.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Icmp,
-    Tcp,
-    Http,
-    Dns,
-    Ports,
-    Tls,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Icmp,
-        Kind::Tcp,
-        Kind::Http,
-        Kind::Dns,
-        Kind::Ports,
-        Kind::Tls,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Icmp => "icmp",
-            Kind::Tcp => "tcp",
-            Kind::Http => "http",
-            Kind::Dns => "dns",
-            Kind::Ports => "ports",
-            Kind::Tls => "tls",
-        }
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Kind, String> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == text)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-                format!(
-                    "unknown probe kind {text:?}: expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::model::FieldError;
+pub use crate::model::{FailureReason, Kind};
 
 /// One check of a target, as written in the config: `- icmp: {...}`, `- tcp: {port: 22}`,
 /// `- http: {url: ...}`, or `- template: NAME` to use a named list of checks.
@@ -121,7 +61,7 @@ pub enum Probe {
 
 impl CheckConfig {
     /// The check's own `alerts:`.
-    pub fn alerts(&self) -> Option<&crate::alert::AlertsConfig> {
+    pub fn alerts(&self) -> Option<&crate::model::AlertsConfig> {
         match self {
             CheckConfig::Icmp(c) => c.alerts.as_deref(),
             CheckConfig::Tcp(c) => c.alerts.as_deref(),
@@ -248,10 +188,10 @@ pub struct ProbeContext {
 
 impl ProbeContext {
     pub fn new() -> ProbeContext {
-        let roots = tls_config::system_roots();
+        let roots = crate::tls::system_roots();
         ProbeContext {
             icmp: IcmpClients::open(),
-            tls: tls_config::root_config(roots.as_ref().clone()),
+            tls: crate::tls::root_config(roots.as_ref().clone()),
             roots,
         }
     }
@@ -288,80 +228,6 @@ pub enum Detail {
     Dns(Box<DnsDetail>),
     Ports(Box<PortsDetail>),
     Tls(Box<TlsDetail>),
-}
-
-/// Why a probe failed. A fixed set so that the `reason` label stays bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FailureReason {
-    Timeout,
-    Refused,
-    Unreachable,
-    Dns,
-    Tls,
-    HttpStatus,
-    HttpVersion,
-    Content,
-    BodyTooLarge,
-    Redirects,
-    Banner,
-    IcmpUnavailable,
-    Io,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 13] = [
-        FailureReason::Timeout,
-        FailureReason::Refused,
-        FailureReason::Unreachable,
-        FailureReason::Dns,
-        FailureReason::Tls,
-        FailureReason::HttpStatus,
-        FailureReason::HttpVersion,
-        FailureReason::Content,
-        FailureReason::BodyTooLarge,
-        FailureReason::Redirects,
-        FailureReason::Banner,
-        FailureReason::IcmpUnavailable,
-        FailureReason::Io,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            FailureReason::Timeout => "timeout",
-            FailureReason::Refused => "refused",
-            FailureReason::Unreachable => "unreachable",
-            FailureReason::Dns => "dns",
-            FailureReason::Tls => "tls",
-            FailureReason::HttpStatus => "http_status",
-            FailureReason::HttpVersion => "http_version",
-            FailureReason::Content => "content",
-            FailureReason::BodyTooLarge => "body_too_large",
-            FailureReason::Redirects => "redirects",
-            FailureReason::Banner => "banner",
-            FailureReason::IcmpUnavailable => "icmp_unavailable",
-            FailureReason::Io => "io",
-        }
-    }
-
-    /// Maps a socket error to a reason: refused and unreachable are told apart from the rest.
-    pub fn from_io(error: &std::io::Error) -> FailureReason {
-        use std::io::ErrorKind;
-        match error.kind() {
-            ErrorKind::ConnectionRefused => FailureReason::Refused,
-            ErrorKind::TimedOut => FailureReason::Timeout,
-            ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
-                FailureReason::Unreachable
-            }
-            _ => FailureReason::Io,
-        }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
 }
 
 /// The target's address, which ICMP, TCP, ports and TLS checks cannot do without; records

@@ -24,7 +24,7 @@ const MAX_PORTS: usize = 256;
 pub struct PortsConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `ports`.
     #[serde(default)]
     pub name: Option<String>,

@@ -20,7 +20,7 @@ const MAX_BANNER: usize = 4096;
 pub struct TcpConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `tcp_<port>`.
     #[serde(default)]
     pub name: Option<String>,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::probe::tls_config::provider;
+use crate::tls::provider;
 
 /// What the test server does with one request: write these bytes (then close), or hang.
 pub enum Reply {

@@ -9,6 +9,7 @@
 //! does not speak TLS 1.0/1.1 at all; the legacy check sends its own minimal ClientHello that
 //! offers only that version and reads whether the server answers with a ServerHello.
 
+use crate::model::Grade;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,10 +22,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::baseline::{Baseline, Comparison};
-use super::tls_config::{ca_roots, provider};
 use super::tls_wire::{legacy_client_hello, smtp_starttls};
 use super::{resolve_one, Detail, FailureReason, IpFamily, ProbeContext};
 use crate::config::{FieldError, Spanned};
+use crate::tls::{ca_roots, provider};
 
 const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
 
@@ -33,7 +34,7 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
 pub struct TlsConfig {
     /// Alert conditions of this check, over the built-in ones and the matching rules.
     #[serde(default)]
-    pub alerts: Option<Box<crate::alert::AlertsConfig>>,
+    pub alerts: Option<Box<crate::model::AlertsConfig>>,
     /// Name of the check within its target; defaults to `tls`.
     #[serde(default)]
     pub name: Option<String>,
@@ -362,43 +363,6 @@ struct Handshake {
     verdict: Result<(), rustls::Error>,
 }
 
-/// Grades from A (best) to F.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Grade {
-    #[default]
-    F,
-    C,
-    B,
-    A,
-}
-
-impl Grade {
-    pub fn parse(letter: &str) -> Option<Grade> {
-        [Grade::A, Grade::B, Grade::C, Grade::F]
-            .into_iter()
-            .find(|g| g.letter().eq_ignore_ascii_case(letter.trim()))
-    }
-
-    pub fn letter(self) -> &'static str {
-        match self {
-            Grade::A => "A",
-            Grade::B => "B",
-            Grade::C => "C",
-            Grade::F => "F",
-        }
-    }
-
-    /// The metric value: A = 4, B = 3, C = 2, F = 0 (D is not used).
-    pub fn value(self) -> f64 {
-        match self {
-            Grade::A => 4.0,
-            Grade::B => 3.0,
-            Grade::C => 2.0,
-            Grade::F => 0.0,
-        }
-    }
-}
-
 /// What a TLS round found.
 #[derive(Debug, Clone, Default)]
 pub struct TlsDetail {
@@ -582,7 +546,7 @@ mod tests {
                 serde_json::to_string(ca).expect("path")
             ));
         }
-        TlsProbe::new(&crate::config::parse_test_yaml(&text), Some("127.0.0.1")).expect("valid")
+        TlsProbe::new(&crate::model::parse_test_yaml(&text), Some("127.0.0.1")).expect("valid")
     }
 
     async fn run(p: &TlsProbe, within: Duration) -> (Option<FailureReason>, TlsDetail) {
@@ -639,7 +603,7 @@ mod tests {
         assert!(!d.fingerprint.is_empty(), "still inspected");
 
         let wrong = TlsProbe::new(
-            &crate::config::parse_test_yaml(&format!(
+            &crate::model::parse_test_yaml(&format!(
                 "port: {port}\nserver_name: portal.example\nca_file: {}\n",
                 serde_json::to_string(ca.path()).expect("path")
             )),

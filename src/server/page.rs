@@ -467,7 +467,7 @@ mod tests {
             target: target.into(),
             check: "icmp".into(),
             alertname: "IocwatchTargetDown",
-            severity: crate::alert::Severity::Critical,
+            severity: crate::model::Severity::Critical,
             state,
             flapping: false,
             since: Some("2026-11-23T08:00:00Z".into()),

@@ -118,7 +118,7 @@ impl Drop for TestAgent {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::probe::tls_config::system_tls_config(),
+            &iocwatch::tls::system_tls_config(),
         ))
         .no_proxy()
         .build()

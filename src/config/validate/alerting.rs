@@ -8,12 +8,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{Loader, Parsed};
-use crate::alert::condition::{self, resolve};
 use crate::alert::maintenance::{parse_cron, parse_time, When, Window};
-use crate::alert::AlertsConfig;
 use crate::catalog::{Alerting, AreaTree, CheckAlerts, CheckKey, System, Target};
 use crate::config::raw::{RawAlertRule, RawAlerting};
 use crate::config::Spanned;
+use crate::model::condition::{self, resolve};
+use crate::model::AlertsConfig;
 
 /// A check's own `alerts:`, kept from target validation until the rules are known.
 pub(super) type OwnAlerts = HashMap<CheckKey, (Arc<Path>, AlertsConfig)>;

@@ -335,8 +335,8 @@ impl Loader {
                 );
             }
             if let Some(own) = check.value.alerts() {
-                let mut errors = crate::alert::condition::check_keys(probe.kind(), own);
-                errors.extend(crate::alert::condition::validate(own));
+                let mut errors = crate::model::condition::check_keys(probe.kind(), own);
+                errors.extend(crate::model::condition::validate(own));
                 if !errors.is_empty() {
                     self.field_errors(&check_file, check.referenced, errors);
                     continue;

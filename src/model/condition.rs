@@ -1,110 +1,37 @@
-//! Alert conditions: what the config says (`alerts:` on a check, a template or a rule), the
-//! validated [`Condition`], and how one round of a check is judged against it.
+//! Alert conditions: what the config says (`alerts:` on a check, a template or a rule) and
+//! the validated [`Condition`]. Judging a round against one is the alert engine's business
+//! (`alert::judge`).
 //!
 //! Every probe kind has built-in conditions (a failing check is down; ICMP loss over 20 %
 //! for 5 minutes; a certificate within 21 days, or 7; a TLS grade below B; a changed page,
 //! DNS answer or open port), so a target alerts sensibly with no `alerts:` at all. A layer
 //! (rule, then the check itself) that names a condition replaces it whole.
 
-use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+use serde::Deserialize;
 
-use super::rule::RuleParams;
-use crate::config::{parse_duration, FieldError, PromDuration, Spanned};
-use crate::probe::tls::Grade;
-use crate::probe::{Detail, Kind, Outcome};
+use super::{parse_duration, AlertName, FieldError, Grade, Kind, PromDuration, Severity, Spanned};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
+/// How an alert of a condition fires, resolves and is judged flapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleParams {
+    pub fire_after: u32,
+    pub resolve_after: u32,
+    pub flap_window: Duration,
+    pub flap_threshold: u32,
 }
 
-impl Severity {
-    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
+impl Default for RuleParams {
+    fn default() -> Self {
+        RuleParams {
+            fire_after: 3,
+            resolve_after: 2,
+            flap_window: Duration::from_secs(600),
+            flap_threshold: 6,
         }
     }
 }
-
-/// The alerts a check can raise. The names match the Prometheus rules in `deploy/`, so one
-/// Alertmanager routing tree serves both ways of alerting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum AlertName {
-    #[serde(rename = "IocwatchTargetDown")]
-    TargetDown,
-    #[serde(rename = "IocwatchPacketLoss")]
-    PacketLoss,
-    #[serde(rename = "IocwatchSlow")]
-    Slow,
-    #[serde(rename = "IocwatchCertificateExpiresSoon")]
-    CertificateExpiresSoon,
-    #[serde(rename = "IocwatchCertificateExpiresVerySoon")]
-    CertificateExpiresVerySoon,
-    #[serde(rename = "IocwatchTlsGradeLow")]
-    TlsGradeLow,
-    #[serde(rename = "IocwatchContentChanged")]
-    ContentChanged,
-    #[serde(rename = "IocwatchForbiddenPhrase")]
-    ForbiddenPhrase,
-    #[serde(rename = "IocwatchDnsAnswerChanged")]
-    DnsAnswerChanged,
-    #[serde(rename = "IocwatchUnexpectedOpenPort")]
-    UnexpectedOpenPort,
-}
-
-impl AlertName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertName::TargetDown => "IocwatchTargetDown",
-            AlertName::PacketLoss => "IocwatchPacketLoss",
-            AlertName::Slow => "IocwatchSlow",
-            AlertName::CertificateExpiresSoon => "IocwatchCertificateExpiresSoon",
-            AlertName::CertificateExpiresVerySoon => "IocwatchCertificateExpiresVerySoon",
-            AlertName::TlsGradeLow => "IocwatchTlsGradeLow",
-            AlertName::ContentChanged => "IocwatchContentChanged",
-            AlertName::ForbiddenPhrase => "IocwatchForbiddenPhrase",
-            AlertName::DnsAnswerChanged => "IocwatchDnsAnswerChanged",
-            AlertName::UnexpectedOpenPort => "IocwatchUnexpectedOpenPort",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<AlertName> {
-        ALL_NAMES.into_iter().find(|n| n.as_str() == name)
-    }
-
-    /// Conditions about reaching the target: behind a cut upstream they say nothing new, so
-    /// they are suppressed there. Security findings are never suppressed.
-    pub fn is_connectivity(self) -> bool {
-        matches!(
-            self,
-            AlertName::TargetDown | AlertName::PacketLoss | AlertName::Slow
-        )
-    }
-}
-
-const ALL_NAMES: [AlertName; 10] = [
-    AlertName::TargetDown,
-    AlertName::PacketLoss,
-    AlertName::Slow,
-    AlertName::CertificateExpiresSoon,
-    AlertName::CertificateExpiresVerySoon,
-    AlertName::TlsGradeLow,
-    AlertName::ContentChanged,
-    AlertName::ForbiddenPhrase,
-    AlertName::DnsAnswerChanged,
-    AlertName::UnexpectedOpenPort,
-];
 
 /// A threshold as written: a number (`0.2`) or text (`20%`, `250ms`).
 #[derive(Debug, Clone, Deserialize)]
@@ -477,176 +404,10 @@ fn ratio(t: &Threshold) -> Result<f64, String> {
     }
 }
 
-/// Samples a windowed condition keeps: (when, value, weight).
-#[derive(Debug, Default, Clone)]
-pub struct Window {
-    samples: VecDeque<(Instant, f64, f64)>,
-}
-
-/// Bound on samples per window, whatever the interval: a 1 s ICMP check with 20 echoes over
-/// 5 minutes would otherwise keep 6,000.
-const MAX_SAMPLES: usize = 2048;
-
-impl Window {
-    fn push(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
-        self.samples.push_back((now, value, weight));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > over)
-            || self.samples.len() > MAX_SAMPLES
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    /// Adds to a mean over the window: rounds within the same 1/30 of the window share one
-    /// sample, so a 5-minute loss window holds at most ~30 samples whatever the interval.
-    /// (A merged sample leaves the window with its first round: up to 1/30 early.)
-    fn push_to_mean(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
-        if let Some((first, mean, total)) = self.samples.back_mut() {
-            if now.saturating_duration_since(*first) < over / 30 && *total + weight > 0.0 {
-                *mean = (*mean * *total + value * weight) / (*total + weight);
-                *total += weight;
-                return;
-            }
-        }
-        self.push(now, over, value, weight);
-    }
-
-    fn weighted_mean(&self) -> Option<f64> {
-        let (sum, weight) = self
-            .samples
-            .iter()
-            .fold((0.0, 0.0), |(s, w), (_, v, wt)| (s + v * wt, w + wt));
-        (weight > 0.0).then(|| sum / weight)
-    }
-
-    fn percentile(&self, p: f64) -> Option<f64> {
-        let mut values: Vec<f64> = self.samples.iter().map(|(_, v, _)| *v).collect();
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
-        Some(values[rank - 1])
-    }
-}
-
-/// The verdict on one round: whether the condition held, and the value behind it for the
-/// message (loss ratio, latency in seconds, days left). `None`: the round says nothing
-/// about this condition (no certificate seen, no page compared).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    pub bad: bool,
-    pub value: Option<f64>,
-    pub note: Option<String>,
-}
-
-impl Condition {
-    pub fn judge(
-        &self,
-        outcome: &Outcome,
-        window: &mut Window,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Option<Verdict> {
-        let verdict = |bad, value, note| Some(Verdict { bad, value, note });
-        match (&self.test, &outcome.detail) {
-            (Test::Down, detail) => {
-                // A forbidden phrase is a defacement, raised by its own condition.
-                let defaced = matches!(detail, Detail::Http(h)
-                    if h.content.as_ref().is_some_and(|c| !c.forbidden_found.is_empty()));
-                verdict(
-                    outcome.failure.is_some() && !defaced,
-                    None,
-                    outcome.failure.map(|r| r.label().to_owned()),
-                )
-            }
-            // A round without a single reply is the down condition's business: counted here
-            // too, an outage would leave a "packet loss" alert behind for the whole window
-            // after the link came back.
-            (Test::Loss { above, over }, Detail::Icmp(stats))
-                if stats.sent > 0 && stats.received() > 0 =>
-            {
-                window.push_to_mean(now, *over, stats.loss_ratio(), f64::from(stats.sent));
-                let loss = window.weighted_mean()?;
-                verdict(loss > *above, Some(loss), None)
-            }
-            (
-                Test::Slow {
-                    percentile,
-                    above,
-                    over,
-                },
-                detail,
-            ) => {
-                match detail {
-                    Detail::Icmp(stats) => {
-                        for rtt in &stats.rtts {
-                            window.push(now, *over, rtt.as_secs_f64(), 1.0);
-                        }
-                    }
-                    Detail::Tcp { connect } => window.push(now, *over, connect.as_secs_f64(), 1.0),
-                    _ if outcome.success() => {
-                        window.push(now, *over, outcome.duration.as_secs_f64(), 1.0)
-                    }
-                    _ => {}
-                }
-                let p = window.percentile(*percentile)?;
-                verdict(p > above.as_secs_f64(), Some(p), None)
-            }
-            (Test::CertExpiry { within }, detail) => {
-                let not_after = match detail {
-                    Detail::Http(h) => h.cert_not_after,
-                    Detail::Tls(t) => match (t.leaf_not_after, t.chain_not_after) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    },
-                    _ => None,
-                }?;
-                let left = not_after
-                    .duration_since(wall)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                verdict(left < within.as_secs_f64(), Some(left / 86400.0), None)
-            }
-            (Test::TlsGrade { below }, Detail::Tls(t)) => verdict(
-                t.grade < *below,
-                Some(t.grade.value()),
-                Some(format!("{}: {}", t.grade.letter(), t.reasons.join(", "))),
-            ),
-            (Test::ContentChanged, Detail::Http(h)) => {
-                let c = h.content.as_ref()?;
-                verdict(c.changed, None, c.summary.clone())
-            }
-            (Test::ForbiddenPhrase, Detail::Http(h)) => {
-                let c = h.content.as_ref()?;
-                verdict(
-                    !c.forbidden_found.is_empty(),
-                    None,
-                    (!c.forbidden_found.is_empty()).then(|| c.forbidden_found.join(", ")),
-                )
-            }
-            (Test::DnsChanged, Detail::Dns(d)) => {
-                verdict(d.changed, None, d.changed.then(|| d.answers.join(", ")))
-            }
-            (Test::UnexpectedPort, Detail::Ports(p)) => {
-                let open: Vec<String> = p.unexpected_open.iter().map(u16::to_string).collect();
-                verdict(
-                    !open.is_empty(),
-                    Some(open.len() as f64),
-                    (!open.is_empty()).then(|| open.join(", ")),
-                )
-            }
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_test_yaml;
+    use crate::model::parse_test_yaml;
 
     fn conditions(kind: Kind, yaml: &str) -> Result<Vec<Condition>, Vec<FieldError>> {
         let layer: AlertsConfig = parse_test_yaml(yaml);
@@ -727,73 +488,5 @@ mod tests {
             errors[0].message,
             "alert condition `loss` does not apply to tcp checks"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn loss_and_latency_are_judged_over_their_window() {
-        use crate::probe::icmp::IcmpStats;
-        let loss = &conditions(Kind::Icmp, "loss: {above: 20%, over: 1m}\n").expect("valid")[1];
-        let mut window = Window::default();
-        let round = |received: usize| Outcome {
-            duration: Duration::from_millis(10),
-            failure: None,
-            detail: Detail::Icmp(IcmpStats {
-                sent: 10,
-                rtts: vec![Duration::from_millis(20); received],
-            }),
-        };
-        let mut verdicts = Vec::new();
-        // 0 %, 50 %, 0 %: the mean over the window is what counts.
-        for received in [10, 5, 10, 10] {
-            tokio::time::advance(Duration::from_secs(20)).await;
-            let v = loss
-                .judge(
-                    &round(received),
-                    &mut window,
-                    Instant::now(),
-                    SystemTime::now(),
-                )
-                .expect("judged");
-            verdicts.push(v.bad);
-        }
-        assert_eq!(verdicts, [false, true, false, false]);
-        // A round without any reply is an outage, judged by `down`, not loss.
-        assert_eq!(
-            loss.judge(&round(0), &mut window, Instant::now(), SystemTime::now()),
-            None
-        );
-        // Rounds close together share a sample: a 1 s check keeps ~30, not 300, per window.
-        let mut dense = Window::default();
-        for i in 0..300 {
-            tokio::time::advance(Duration::from_millis(200)).await;
-            let received = if i % 2 == 0 { 10 } else { 8 };
-            loss.judge(
-                &round(received),
-                &mut dense,
-                Instant::now(),
-                SystemTime::now(),
-            );
-        }
-        assert!(dense.samples.len() <= 31, "{} samples", dense.samples.len());
-        let mean = dense.weighted_mean().expect("mean");
-        assert!((mean - 0.1).abs() < 0.01, "mean loss {mean}");
-        // After the window passes, the lossy round is forgotten.
-        tokio::time::advance(Duration::from_secs(61)).await;
-        let v = loss
-            .judge(&round(10), &mut window, Instant::now(), SystemTime::now())
-            .expect("judged");
-        assert_eq!(v.value, Some(0.0));
-
-        let all = conditions(Kind::Icmp, "slow: {above: 30ms, percentile: 0.5}\n").expect("valid");
-        let slow = all
-            .iter()
-            .find(|c| c.name == AlertName::Slow)
-            .expect("slow");
-        let mut window = Window::default();
-        let v = slow
-            .judge(&round(10), &mut window, Instant::now(), SystemTime::now())
-            .expect("judged");
-        assert!(!v.bad, "20 ms median is under 30 ms");
-        assert_eq!(v.value, Some(0.02));
     }
 }

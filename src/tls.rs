@@ -1,5 +1,6 @@
-//! TLS client settings shared by the probes: the system roots (built once), a configured CA
-//! file, or `insecure_skip_verify`. ring is the crypto provider (no C toolchain for aws-lc).
+//! TLS client settings shared by probes and notifiers: the system roots (built once), a
+//! configured CA file, or `insecure_skip_verify`. ring is the crypto provider (no C toolchain
+//! for aws-lc). A leaf: it imports nothing of the crate.
 
 use std::sync::Arc;
 

@@ -51,7 +51,7 @@ fn main() {
     std::fs::write(&path, &text).expect("write");
 
     let started = Instant::now();
-    let catalog = Arc::new(iocwatch::config::load(&path).expect("valid config"));
+    let catalog = Arc::new(iocwatch::config::load(&path).expect("valid config").catalog);
     let load = started.elapsed();
     let checks: Vec<_> = catalog.checks().map(|c| c.key.clone()).collect();
     println!(
@@ -132,7 +132,7 @@ fn main() {
     );
 
     let started = Instant::now();
-    let reloaded = Arc::new(iocwatch::config::load(&path).expect("valid config"));
+    let reloaded = Arc::new(iocwatch::config::load(&path).expect("valid config").catalog);
     state.apply_catalog(reloaded).expect("apply");
     println!(
         "reload (load + apply, unchanged config): {:.0} ms",

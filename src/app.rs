@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::engine::Wakes;
 use crate::catalog::{Catalog, Shard};
-use crate::config::{self, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors};
 use crate::metrics::AgentMetrics;
 use crate::notify::outbox::NotifyMetrics;
 use crate::notify::Notifiers;
@@ -101,7 +101,11 @@ impl Agent {
 
 /// Loads the config, starts every task and returns once the agent serves.
 pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agent, AppError> {
-    let catalog = Arc::new(load(&options.config, options.shard)?);
+    let Config {
+        catalog,
+        notifiers: notifier_specs,
+    } = load(&options.config, options.shard)?;
+    let catalog = Arc::new(catalog);
     let store = Arc::new(match &options.storage {
         Some(dir) => {
             let store = crate::store::Store::open(dir)?;
@@ -138,7 +142,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     let status = state.subscribe();
     let alerts = state.subscribe_alerts();
     let notifiers = Notifiers::start(
-        &catalog.alerting.notifiers,
+        &notifier_specs,
         Arc::clone(&store),
         wakes,
         notify_metrics,
@@ -225,12 +229,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Ap
 }
 
 /// Loads the config, keeping only this agent's shard of the targets.
-fn load(path: &Path, shard: Option<Shard>) -> Result<Catalog, ConfigErrors> {
-    let catalog = config::load(path)?;
-    Ok(match shard {
-        Some(shard) => catalog.into_shard(shard),
-        None => catalog,
-    })
+fn load(path: &Path, shard: Option<Shard>) -> Result<Config, ConfigErrors> {
+    let mut config = config::load(path)?;
+    if let Some(shard) = shard {
+        config.catalog = config.catalog.into_shard(shard);
+    }
+    Ok(config)
 }
 
 fn mark_reload(metrics: &AgentMetrics, ok: bool) {
@@ -308,7 +312,7 @@ impl Control {
             }])),
         };
         match loaded {
-            Ok(catalog) => {
+            Ok(Config { catalog, notifiers }) => {
                 let catalog = Arc::new(catalog);
                 if catalog.settings.listen != self.catalog.settings.listen {
                     tracing::warn!("global.listen changed: takes effect after a restart");
@@ -322,7 +326,7 @@ impl Control {
                 {
                     return Err("shutting down".to_owned());
                 }
-                self.notifiers.apply(&catalog.alerting.notifiers);
+                self.notifiers.apply(&notifiers);
                 self.catalog = catalog;
                 self.watch();
                 mark_reload(&self.metrics, true);

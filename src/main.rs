@@ -167,7 +167,7 @@ fn main() -> ExitCode {
 
 fn check_config(path: &std::path::Path) -> ExitCode {
     match iocwatch::config::load(path) {
-        Ok(catalog) => {
+        Ok(iocwatch::config::Config { catalog, .. }) => {
             println!(
                 "{}: ok ({} areas, {} systems, {} targets, {} checks, {} files)",
                 path.display(),

@@ -267,7 +267,7 @@ mod tests {
         let path = dir.path().join("iocwatch.yaml");
         let text = format!("areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{targets}");
         std::fs::write(&path, text).expect("write");
-        crate::config::load(&path).expect("valid config")
+        crate::config::load(&path).expect("valid config").catalog
     }
 
     fn target(id: &str, port: u16, interval: &str) -> String {

@@ -455,7 +455,7 @@ mod tests {
         let path = dir.path().join("iocwatch.yaml");
         let text = format!("areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{targets}");
         std::fs::write(&path, text).expect("write");
-        Arc::new(crate::config::load(&path).expect("valid config"))
+        Arc::new(crate::config::load(&path).expect("valid config").catalog)
     }
 
     fn result(target: &str, ok: bool) -> ProbeResult {

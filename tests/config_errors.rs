@@ -29,23 +29,25 @@ fn load(files: &[(&str, &str)]) -> Result<iocwatch::catalog::Catalog, Vec<String
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, text).expect("write");
     }
-    config::load(&dir.path().join(files[0].0)).map_err(|errors| {
-        errors
-            .0
-            .iter()
-            .map(|e| {
-                // Paths are printed as given; strip the temp dir for stable expectations.
-                let file = e
-                    .file
-                    .strip_prefix(dir.path())
-                    .unwrap_or(&e.file)
-                    .display()
-                    .to_string();
-                let message = e.message.replace(&format!("{}/", dir.path().display()), "");
-                format!("{file}:{}:{}: {message}", e.line, e.column)
-            })
-            .collect()
-    })
+    config::load(&dir.path().join(files[0].0))
+        .map(|c| c.catalog)
+        .map_err(|errors| {
+            errors
+                .0
+                .iter()
+                .map(|e| {
+                    // Paths are printed as given; strip the temp dir for stable expectations.
+                    let file = e
+                        .file
+                        .strip_prefix(dir.path())
+                        .unwrap_or(&e.file)
+                        .display()
+                        .to_string();
+                    let message = e.message.replace(&format!("{}/", dir.path().display()), "");
+                    format!("{file}:{}:{}: {message}", e.line, e.column)
+                })
+                .collect()
+        })
 }
 
 fn errors_of(main: &str) -> Vec<String> {
@@ -213,7 +215,8 @@ fn bundled_demo_config_is_valid() {
         env!("CARGO_MANIFEST_DIR"),
         "/config/iocwatch.yaml"
     )))
-    .unwrap_or_else(|e| panic!("bundled config must load:\n{e}"));
+    .unwrap_or_else(|e| panic!("bundled config must load:\n{e}"))
+    .catalog;
     // Lào Cai communes from the 2025 list, plus the province and three former-district groups.
     assert_eq!(catalog.areas.len(), 29);
     let commune = catalog.areas.find("02947").expect("Xã Bảo Yên");

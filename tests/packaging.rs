@@ -110,8 +110,9 @@ fn kubernetes_statefulset_shards_by_pod_index_and_ships_a_valid_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("iocwatch.yaml");
     std::fs::write(&path, config).expect("write");
-    let catalog =
-        iocwatch::config::load(&path).unwrap_or_else(|e| panic!("ConfigMap config:\n{e}"));
+    let catalog = iocwatch::config::load(&path)
+        .unwrap_or_else(|e| panic!("ConfigMap config:\n{e}"))
+        .catalog;
     assert_eq!(catalog.targets.len(), 1);
 }
 

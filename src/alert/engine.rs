@@ -28,7 +28,7 @@ use super::judge::{Verdict, Window};
 use super::rule::{AlertRule, Phase, Transition};
 use crate::catalog::{Catalog, Check, CheckKey, Target};
 use crate::model::{AlertName, Condition, Severity};
-use crate::notify::{Event, EventStatus, NotifierKind};
+use crate::notify::{Event, EventStatus};
 use crate::probe::Outcome;
 use crate::state::TargetState;
 use crate::store::{from_unix_ms, unix_ms, Firing, IncidentUpdate, Op, Queued, Store};
@@ -577,7 +577,7 @@ impl Engine {
         self.maintenance(catalog, wall);
         let roots = root_causes(catalog, states);
         let affected = affected_by_root(catalog, &roots);
-        let active: Vec<&crate::alert::maintenance::Window> = catalog
+        let active: Vec<&crate::catalog::maintenance::Window> = catalog
             .alerting
             .maintenance
             .iter()
@@ -949,7 +949,7 @@ fn queue(catalog: &Catalog, notify: Option<&[Arc<str>]>, event: &Event) -> Vec<Q
         .alerting
         .notifiers
         .iter()
-        .filter(|n| !matches!(n.kind, NotifierKind::Alertmanager(_)))
+        .filter(|n| n.outbox)
         .filter(|n| notify.is_none_or(|names| names.contains(&n.name)))
         .map(|n| Queued {
             notifier: n.name.to_string(),

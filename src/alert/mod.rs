@@ -4,7 +4,6 @@
 
 pub mod engine;
 pub mod judge;
-pub mod maintenance;
 pub mod rule;
 
 #[cfg(test)]

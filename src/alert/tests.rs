@@ -38,7 +38,7 @@ targets:
 "#
     );
     std::fs::write(&path, text).expect("write");
-    Arc::new(crate::config::load(&path).expect("valid config"))
+    Arc::new(crate::config::load(&path).expect("valid config").catalog)
 }
 
 fn outcome(ok: bool) -> Outcome {

@@ -13,6 +13,7 @@ pub use crate::model::{
 };
 
 use crate::catalog::Catalog;
+use crate::notify::NotifierSpec;
 
 /// The config file read when none is given.
 pub const DEFAULT_PATH: &str = "config/iocwatch.yaml";
@@ -59,8 +60,16 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A loaded config: the catalog (what to probe and how to judge it) and the notifiers' own
+/// settings (URLs, secrets), which the catalog only names.
+#[derive(Debug)]
+pub struct Config {
+    pub catalog: Catalog,
+    pub notifiers: Vec<NotifierSpec>,
+}
+
 /// Reads the main file and everything it includes, and validates the whole.
-pub fn load(path: &Path) -> Result<Catalog, ConfigErrors> {
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::Loader::default().load(path)
 }
 

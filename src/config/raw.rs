@@ -7,9 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::PromDuration;
-use crate::alert::maintenance::MaintenanceConfig;
-use crate::model::AlertsConfig;
-use crate::notify::{Language, NotifierConfig};
+use crate::model::{AlertsConfig, Language};
+use crate::notify::NotifierConfig;
 use crate::probe::{CheckConfig, Kind};
 
 /// One file: the main file or an included one (which may not hold `global` or `include`).
@@ -199,4 +198,31 @@ pub struct FileSdGroup {
     pub targets: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// One entry of `alerting.maintenance`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub areas: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub systems: Vec<Spanned<String>>,
+    /// RFC 3339 (`2026-12-01T08:00:00+07:00`) or local time (`2026-12-01 08:00`).
+    #[serde(default)]
+    pub start: Option<Spanned<String>>,
+    #[serde(default)]
+    pub end: Option<Spanned<String>>,
+    /// Five-field cron (`0 22 * * 6`: Saturdays at 22:00) in the configured time zone.
+    #[serde(default)]
+    pub cron: Option<Spanned<String>>,
+    #[serde(default)]
+    pub duration: Option<PromDuration>,
+    /// For the people who read the file; iocwatch ignores it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub comment: Option<String>,
 }

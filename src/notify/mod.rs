@@ -88,6 +88,11 @@ pub enum NotifierKind {
 }
 
 impl NotifierKind {
+    /// Whether it delivers messages from the outbox (Alertmanager is sent the active alerts).
+    pub fn uses_outbox(&self) -> bool {
+        !matches!(self, NotifierKind::Alertmanager(_))
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             NotifierKind::Alertmanager(_) => "alertmanager",

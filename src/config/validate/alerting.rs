@@ -8,9 +8,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{Loader, Parsed};
-use crate::alert::maintenance::{parse_cron, parse_time, When, Window};
-use crate::catalog::{Alerting, AreaTree, CheckAlerts, CheckKey, System, Target};
-use crate::config::raw::{RawAlertRule, RawAlerting};
+use crate::catalog::maintenance::{parse_cron, parse_time, When, Window};
+use crate::catalog::{Alerting, AreaTree, CheckAlerts, CheckKey, NotifierRoute, System, Target};
+use crate::config::raw::{MaintenanceConfig, RawAlertRule, RawAlerting};
 use crate::config::Spanned;
 use crate::model::condition::{self, resolve};
 use crate::model::AlertsConfig;
@@ -127,7 +127,14 @@ impl Loader {
                         .value
                         .build(alerting.language, alerting.strip_diacritics)
                     {
-                        Ok(spec) => alerting.notifiers.push(spec),
+                        Ok(spec) => {
+                            alerting.notifiers.push(NotifierRoute {
+                                name: Arc::clone(&spec.name),
+                                outbox: spec.kind.uses_outbox(),
+                                max_queue: spec.max_queue,
+                            });
+                            self.notifiers.push(spec);
+                        }
                         Err(message) => {
                             self.error(&file, at, format!("notifier {name:?}: {message}"))
                         }
@@ -287,7 +294,7 @@ impl Loader {
     fn window(
         &mut self,
         file: &Arc<Path>,
-        window: Spanned<crate::alert::maintenance::MaintenanceConfig>,
+        window: Spanned<MaintenanceConfig>,
         areas: &AreaTree,
         systems: &[System],
         ids: &HashSet<&str>,

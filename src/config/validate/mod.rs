@@ -17,8 +17,9 @@ use std::time::Duration;
 use unicode_normalization::UnicodeNormalization;
 
 use super::raw::RawFile;
-use super::{parse_yaml, ConfigError, ConfigErrors, FieldError, Location, Spanned};
+use super::{parse_yaml, Config, ConfigError, ConfigErrors, FieldError, Location, Spanned};
 use crate::catalog::{AreaTree, Catalog, LabelSchema, Settings, System, Target};
+use crate::notify::NotifierSpec;
 use crate::probe::CheckConfig;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -30,6 +31,8 @@ pub(super) struct Loader {
     own_alerts: alerting::OwnAlerts,
     sources: Vec<PathBuf>,
     watch_dirs: BTreeSet<PathBuf>,
+    /// Notifiers as configured; the catalog keeps only their routes.
+    notifiers: Vec<NotifierSpec>,
 }
 
 /// A parsed file and where it came from.
@@ -98,7 +101,7 @@ impl Loader {
         }
     }
 
-    pub(super) fn load(mut self, path: &Path) -> Result<Catalog, ConfigErrors> {
+    pub(super) fn load(mut self, path: &Path) -> Result<Config, ConfigErrors> {
         let main_file: Arc<Path> = Arc::from(path);
         let Some(text) = self.read_file(path) else {
             return Err(ConfigErrors(self.errors));
@@ -209,7 +212,7 @@ impl Loader {
                 check.label_values = Arc::from(v);
             }
         }
-        Ok(Catalog::new(
+        let catalog = Catalog::new(
             settings,
             areas,
             systems,
@@ -218,7 +221,11 @@ impl Loader {
             self.sources,
             self.watch_dirs.into_iter().collect(),
             alerting,
-        ))
+        );
+        Ok(Config {
+            catalog,
+            notifiers: self.notifiers,
+        })
     }
 
     fn settings(&mut self, main: &Parsed) -> Settings {

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alert::maintenance::Window;
-use crate::model::Condition;
-use crate::notify::{Language, NotifierSpec};
+pub mod maintenance;
+
+use crate::model::{Condition, Language};
 use crate::probe::{Kind, Probe};
+use maintenance::Window;
 
 /// Labels every per-check series has, before the area levels and the targets' own labels.
 pub const FIXED_LABELS: [&str; 6] = ["target", "check", "kind", "area", "area_path", "system"];
@@ -240,8 +241,19 @@ pub struct Alerting {
     /// How long incident history is kept.
     pub history: Duration,
     pub time_zone: chrono_tz::Tz,
-    pub notifiers: Vec<NotifierSpec>,
+    pub notifiers: Vec<NotifierRoute>,
     pub maintenance: Vec<Window>,
+}
+
+/// What the alert engine knows of a notifier: where to queue its messages. The notifier's
+/// own settings (URLs, secrets) stay with the notifier and never enter the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifierRoute {
+    pub name: Arc<str>,
+    /// Reads its messages from the outbox; Alertmanager is sent the active alerts instead.
+    pub outbox: bool,
+    /// The most undelivered messages it keeps; the oldest are dropped beyond it.
+    pub max_queue: usize,
 }
 
 impl Default for Alerting {

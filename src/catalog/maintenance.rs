@@ -1,7 +1,7 @@
-//! Maintenance windows: one-off (`start`, `end`) or recurring (`cron` + `duration`), for
-//! targets, areas (with everything below) or systems, in the configured time zone. In a
-//! window alerts still fire and show, but nothing is sent; the engine records the periods
-//! so that availability reports can leave them out.
+//! Maintenance windows, validated: one-off (`start`, `end`) or recurring (`cron` +
+//! `duration`), for targets, areas (with everything below) or systems, in the configured time
+//! zone. In a window alerts still fire and show, but nothing is sent; the periods are
+//! recorded so that availability reports can leave them out.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -11,34 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use serde::Deserialize;
 
-use crate::catalog::{AreaId, AreaTree, Target};
-use crate::config::{PromDuration, Spanned};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceConfig {
-    pub name: Spanned<String>,
-    #[serde(default)]
-    pub targets: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub areas: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub systems: Vec<Spanned<String>>,
-    /// RFC 3339 (`2026-12-01T08:00:00+07:00`) or local time (`2026-12-01 08:00`).
-    #[serde(default)]
-    pub start: Option<Spanned<String>>,
-    #[serde(default)]
-    pub end: Option<Spanned<String>>,
-    /// Five-field cron (`0 22 * * 6`: Saturdays at 22:00) in the configured time zone.
-    #[serde(default)]
-    pub cron: Option<Spanned<String>>,
-    #[serde(default)]
-    pub duration: Option<PromDuration>,
-    #[serde(default)]
-    pub comment: Option<String>,
-}
+use super::{AreaId, AreaTree, Target};
 
 #[derive(Debug, Clone)]
 pub enum When {

@@ -14,16 +14,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::engine::Wakes;
+use crate::alert::{Engine, IncidentIds};
 use crate::catalog::{Catalog, Shard};
 use crate::config::{self, Config, ConfigErrors};
+use crate::journal::Journal;
 use crate::metrics::AgentMetrics;
+use crate::model::Recorder;
 use crate::notify::outbox::NotifyMetrics;
-use crate::notify::Notifiers;
+use crate::notify::{Notifiers, Shared, Wakes};
 use crate::probe::ProbeContext;
 use crate::scheduler::Scheduler;
-use crate::server::{self, AcceptRequest, ReloadRequest, ServerState};
-use crate::state::{self, State, StateMsg};
+use crate::server::{self, ReloadRequest, ServerState};
+use crate::state::{self, Baselines, State, StateMsg};
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -80,14 +83,18 @@ pub struct Agent {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     grace: Duration,
+    journal: tokio::task::JoinHandle<()>,
+    journal_stop: CancellationToken,
 }
 
 impl Agent {
-    /// Waits until `shutdown` is cancelled and every task has stopped (or the grace runs out).
+    /// Waits until `shutdown` is cancelled and every task has stopped (or the grace runs
+    /// out); then the journal commits what they left and stops.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
         self.tracker.close();
-        if tokio::time::timeout(self.grace, self.tracker.wait())
+        let deadline = tokio::time::Instant::now() + self.grace;
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
             .is_err()
         {
@@ -95,6 +102,13 @@ impl Agent {
                 tasks = self.tracker.len(),
                 "shutdown grace period over; abandoning probes still in flight"
             );
+        }
+        self.journal_stop.cancel();
+        if tokio::time::timeout_at(deadline + Duration::from_secs(5), self.journal)
+            .await
+            .is_err()
+        {
+            tracing::error!("the journal did not finish committing before shutdown");
         }
     }
 }
@@ -106,17 +120,23 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         notifiers: notifier_specs,
     } = load(&options.config, options.shard)?;
     let catalog = Arc::new(catalog);
-    let store = Arc::new(match &options.storage {
+    let store = match &options.storage {
         Some(dir) => {
-            let store = crate::store::Store::open(dir)?;
+            let store = Store::open(dir).await?;
             tracing::info!(path = %store.path().display(), "embedded database open");
             store
         }
         None => {
             tracing::warn!("no --storage.path: alerts, incidents and the outbox live in memory and are lost on restart");
-            crate::store::Store::in_memory()?
+            Store::in_memory().await?
         }
-    });
+    };
+    // What the record holds from the last run; read once, before anything writes.
+    let open_alerts = store.open_alerts().await?;
+    let baselines = store.baselines().await?;
+    let instance = instance_id();
+    tracing::info!(instance, "agent instance");
+
     let registry = Registry::new();
     let metrics = Arc::new(AgentMetrics::register(&registry)?);
     mark_reload(&metrics, true);
@@ -130,36 +150,54 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     }
 
     let tracker = TaskTracker::new();
-    let (results, inbox) = mpsc::channel(8192);
     let wakes = Arc::new(Wakes::default());
-    let notify_metrics = NotifyMetrics::register(&registry)?;
-    let state = State::new(
+    let (recorder, inbox) = Recorder::channel();
+    let (journal, journal_watch) = Journal::new(
+        store.clone(),
+        inbox,
+        Arc::clone(&wakes),
+        &registry,
+        &instance,
+    )?;
+    // The journal outlives the other tasks at shutdown: it stops once it has committed
+    // what they handed it (or given up on a store that will not take it).
+    let journal_stop = CancellationToken::new();
+    let journal_task = tokio::spawn(journal.run(journal_stop.clone()));
+
+    let (results, results_rx) = mpsc::channel(8192);
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let mut state = State::new(
         registry.clone(),
         Arc::clone(&catalog),
-        Arc::clone(&store),
-        Arc::clone(&wakes),
+        Engine::new(IncidentIds::new(&instance)),
+        Baselines::new(baselines),
+        recorder.clone(),
     )?;
+    state.restore(&open_alerts);
     let status = state.subscribe();
     let alerts = state.subscribe_alerts();
     let notifiers = Notifiers::start(
         &notifier_specs,
-        Arc::clone(&store),
-        wakes,
-        notify_metrics,
+        Shared {
+            store: store.clone(),
+            recorder,
+            wakes,
+            metrics: NotifyMetrics::register(&registry)?,
+            agent_alert: journal_watch.agent_alert.clone(),
+        },
         tracker.clone(),
         shutdown.clone(),
     )
     .map_err(AppError::Http)?;
-    tracker.spawn(state::run(state, inbox, shutdown.clone()));
+    tracker.spawn(state::run(state, results_rx, control_rx, shutdown.clone()));
 
     let mut scheduler = Scheduler::new(
         ctx,
-        results.clone(),
+        results,
         Arc::clone(&metrics),
         tracker.clone(),
         shutdown.clone(),
-    )
-    .with_store(Some(Arc::clone(&store)));
+    );
     scheduler.apply(&catalog);
 
     let addrs = options
@@ -179,16 +217,16 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         .collect();
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let (accept_tx, accept_rx) = mpsc::channel::<AcceptRequest>(4);
     let server_state = ServerState {
         registry,
         shutdown: shutdown.clone(),
         reload: reload_tx,
-        accept: accept_tx,
+        state: control_tx.clone(),
         telemetry_path: options.telemetry_path.clone(),
         status,
         alerts,
-        store: Arc::clone(&store),
+        store_health: journal_watch.health,
+        store,
     };
     tracker.spawn(server::serve(listeners, server_state, shutdown.clone()));
 
@@ -203,13 +241,13 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         shard: options.shard,
         catalog,
         scheduler,
-        results,
+        state: control_tx,
         metrics,
         watcher,
         notifiers,
     };
     control.watch();
-    tracker.spawn(control.run(reload_rx, accept_rx, changed_rx, shutdown.clone()));
+    tracker.spawn(control.run(reload_rx, changed_rx, shutdown.clone()));
 
     for addr in &bound {
         tracing::info!(%addr, path = %options.telemetry_path, "serving metrics");
@@ -219,7 +257,25 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         tracker,
         shutdown,
         grace: options.shutdown_grace,
+        journal: journal_task,
+        journal_stop,
     })
+}
+
+/// A random id for this run of the agent: incident ids start with it, so they never
+/// repeat across restarts, agents or shards.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        // Without an OS random source, the clock still differs between runs.
+        tracing::warn!(%error, "no random source; the instance id comes from the clock");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_nanos();
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs the agent until `shutdown` is cancelled.
@@ -257,7 +313,7 @@ struct Control {
     shard: Option<Shard>,
     catalog: Arc<Catalog>,
     scheduler: Scheduler,
-    results: mpsc::Sender<StateMsg>,
+    state: mpsc::Sender<StateMsg>,
     metrics: Arc<AgentMetrics>,
     watcher: Option<ConfigWatcher>,
     notifiers: Notifiers,
@@ -267,7 +323,6 @@ impl Control {
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<ReloadRequest>,
-        mut accepts: mpsc::Receiver<AcceptRequest>,
         mut changed: mpsc::Receiver<()>,
         shutdown: CancellationToken,
     ) {
@@ -278,12 +333,6 @@ impl Control {
                 Some(reply) = requests.recv() => {
                     let result = self.reload("api").await;
                     let _ = reply.send(result);
-                }
-                Some((target, reply)) = accepts.recv() => {
-                    let known = self.catalog.targets.iter().any(|t| *t.id == *target);
-                    let accepted = known.then(|| self.scheduler.accept_baselines(&target));
-                    tracing::info!(target = %target, checks = ?accepted, "baselines accepted");
-                    let _ = reply.send(accepted);
                 }
                 Some(()) = changed.recv() => {
                     // Editors write a file in several steps; wait for them to finish.
@@ -319,7 +368,7 @@ impl Control {
                 }
                 self.scheduler.apply(&catalog);
                 if self
-                    .results
+                    .state
                     .send(StateMsg::Catalog(Arc::clone(&catalog)))
                     .await
                     .is_err()

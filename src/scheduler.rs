@@ -17,14 +17,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, Check, CheckKey};
 use crate::metrics::AgentMetrics;
+use crate::probe::Outcome;
 use crate::probe::{Kind, ProbeContext};
-use crate::state::{ProbeResult, StateMsg};
+
+/// A finished probe round, as sent to the state.
+#[derive(Debug)]
+pub struct ProbeResult {
+    pub key: CheckKey,
+    pub outcome: Outcome,
+    /// When the round finished, on the monotonic and the wall clock.
+    pub at: Instant,
+    pub finished: SystemTime,
+}
 
 struct Running {
     fingerprint: u64,
     stop: CancellationToken,
-    /// The task's own probe: baselines live there, not in a later catalog's copy.
-    probe: Arc<crate::probe::Probe>,
 }
 
 struct Limit {
@@ -34,9 +42,7 @@ struct Limit {
 
 pub struct Scheduler {
     ctx: Arc<ProbeContext>,
-    /// Where checks keep their baselines across restarts, when the agent has a store.
-    store: Option<Arc<crate::store::Store>>,
-    results: mpsc::Sender<StateMsg>,
+    results: mpsc::Sender<ProbeResult>,
     metrics: Arc<AgentMetrics>,
     limits: BTreeMap<Kind, Limit>,
     running: HashMap<CheckKey, Running>,
@@ -47,14 +53,13 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(
         ctx: Arc<ProbeContext>,
-        results: mpsc::Sender<StateMsg>,
+        results: mpsc::Sender<ProbeResult>,
         metrics: Arc<AgentMetrics>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Scheduler {
         Scheduler {
             ctx,
-            store: None,
             results,
             metrics,
             limits: BTreeMap::new(),
@@ -62,12 +67,6 @@ impl Scheduler {
             tracker,
             shutdown,
         }
-    }
-
-    /// Checks started from now on keep their baselines in `store`.
-    pub fn with_store(mut self, store: Option<Arc<crate::store::Store>>) -> Scheduler {
-        self.store = store;
-        self
     }
 
     /// Makes the running checks match `catalog`. Unchanged checks keep their task, and with it
@@ -95,17 +94,12 @@ impl Scheduler {
             if self.running.contains_key(&check.key) {
                 continue;
             }
-            if let Some(store) = &self.store {
-                let key = format!("{}/{}", check.key.target, check.key.check);
-                check.probe.attach_baseline(store, &key);
-            }
             let stop = self.shutdown.child_token();
             self.running.insert(
                 check.key.clone(),
                 Running {
                     fingerprint: check.fingerprint,
                     stop: stop.clone(),
-                    probe: Arc::clone(&check.probe),
                 },
             );
             let task = CheckTask {
@@ -173,19 +167,6 @@ impl Scheduler {
     pub fn running(&self) -> usize {
         self.running.len()
     }
-
-    /// Accepts the current state of `target`'s watched content (DNS answers, certificate,
-    /// page) as the new baseline; returns the names of the checks that had one.
-    pub fn accept_baselines(&self, target: &str) -> Vec<String> {
-        let mut accepted: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(key, running)| &*key.target == target && running.probe.accept_change())
-            .map(|(key, _)| key.check.to_string())
-            .collect();
-        accepted.sort();
-        accepted
-    }
 }
 
 /// Offset of a check's first round within its interval: stable for a key, spread over keys.
@@ -206,7 +187,7 @@ struct CheckTask {
     timeout: Duration,
     ctx: Arc<ProbeContext>,
     limit: Arc<Semaphore>,
-    results: mpsc::Sender<StateMsg>,
+    results: mpsc::Sender<ProbeResult>,
     metrics: Arc<AgentMetrics>,
 }
 
@@ -242,9 +223,10 @@ impl CheckTask {
             let result = ProbeResult {
                 key: self.key.clone(),
                 outcome,
+                at: Instant::now(),
                 finished: SystemTime::now(),
             };
-            if self.results.send(StateMsg::Result(result)).await.is_err() {
+            if self.results.send(result).await.is_err() {
                 return;
             }
         }

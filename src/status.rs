@@ -1,15 +1,16 @@
 //! A read-only snapshot of what the agent knows, for the status page and `/api/v1/status`.
-//! Built by [`crate::state::State`] (the owner of the results) and published through a
-//! `watch` channel; readers never touch the state itself.
+//! Built by the state (the owner of the results) from the reachability snapshot and
+//! published through a `watch` channel; readers never touch the state itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CheckKey};
 use crate::probe::{FailureReason, Kind};
-use crate::state::TargetState;
+use crate::reach::{Reach, TargetState};
 
 /// The last round of one check.
 #[derive(Debug, Clone)]
@@ -82,6 +83,13 @@ pub struct Status {
     pub targets: Vec<TargetStatus>,
 }
 
+/// Targets per state, by area (its whole subtree) and by system (catalog indices).
+#[derive(Debug, Default)]
+pub struct Counted {
+    pub areas: HashMap<usize, Counts>,
+    pub systems: HashMap<usize, Counts>,
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub up: u32,
@@ -99,6 +107,16 @@ impl Counts {
             TargetState::Down => self.down += 1,
             TargetState::Unreachable => self.unreachable += 1,
             TargetState::Unknown => self.unknown += 1,
+        }
+    }
+
+    pub fn of(&self, state: TargetState) -> u32 {
+        match state {
+            TargetState::Up => self.up,
+            TargetState::Degraded => self.degraded,
+            TargetState::Down => self.down,
+            TargetState::Unreachable => self.unreachable,
+            TargetState::Unknown => self.unknown,
         }
     }
 
@@ -177,11 +195,12 @@ pub struct Incident {
     pub state: TargetState,
     pub since: f64,
     pub reasons: Vec<&'static str>,
-    /// The nearest upstream (`depends_on`, transitively) that is down, if any: then this
-    /// target is probably a consequence, not a cause (and `unreachable` when all its
-    /// upstreams are cut).
-    pub behind: Option<String>,
-    /// For a root cause: how many targets behind it are down, unreachable or degraded.
+    /// For an unreachable target: the root causes it sits behind (nearest upstreams, through
+    /// unreachable ones, that are down).
+    pub root_causes: Vec<String>,
+    /// For a degraded site with redundant uplinks: those that are cut.
+    pub uplinks_down: Vec<String>,
+    /// For a root cause: how many targets are unreachable because of it.
     pub affected: u32,
 }
 
@@ -190,23 +209,21 @@ pub fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Builds the snapshot from the catalog, the last results and each target's state and since.
+/// Builds the snapshot from the catalog, the last results, the reachability snapshot, each
+/// target's state since, and the rollup counts.
 pub fn build(
     catalog: &Catalog,
     last: &HashMap<CheckKey, LastResult>,
-    states: &HashMap<std::sync::Arc<str>, (TargetState, SystemTime)>,
-    area_counts: &HashMap<usize, Counts>,
-    system_counts: &HashMap<usize, Counts>,
+    reach: &Reach,
+    since: &HashMap<Arc<str>, (TargetState, SystemTime)>,
+    counted: &Counted,
 ) -> Status {
     let areas = &catalog.areas;
-    let state_of = |id: &str| states.get(id).map_or(TargetState::Unknown, |(s, _)| *s);
     let mut summary = Counts::default();
     let mut targets = Vec::with_capacity(catalog.targets.len());
-    for target in &catalog.targets {
-        let (state, since) = states
-            .get(&target.id)
-            .copied()
-            .unwrap_or((TargetState::Unknown, UNIX_EPOCH));
+    for (i, target) in catalog.targets.iter().enumerate() {
+        let state = reach.state(i);
+        let since = since.get(&target.id).map_or(UNIX_EPOCH, |(_, t)| *t);
         summary.add(state);
         targets.push(TargetStatus {
             id: target.id.to_string(),
@@ -234,64 +251,53 @@ pub fn build(
         });
     }
 
-    // Root causes: walk depends_on upwards to the nearest target that is down.
-    let behind = |start: usize| -> Option<usize> {
-        let mut seen = vec![false; catalog.targets.len()];
-        seen[start] = true;
-        let mut queue: Vec<usize> = catalog.upstreams(start).to_vec();
-        while let Some(t) = queue.pop() {
-            if std::mem::replace(&mut seen[t], true) {
-                continue;
-            }
-            if state_of(&catalog.targets[t].id) == TargetState::Down {
-                return Some(t);
-            }
-            queue.extend_from_slice(catalog.upstreams(t));
-        }
-        None
+    let ids = |list: Option<&Vec<usize>>| -> Vec<String> {
+        list.map(|l| {
+            l.iter()
+                .map(|&i| catalog.targets[i].id.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
     };
-    let mut incidents: Vec<Incident> = Vec::new();
-    let mut incident_targets: Vec<usize> = Vec::new();
-    let mut affected: HashMap<usize, u32> = HashMap::new();
-    for (i, t) in targets.iter().enumerate() {
-        if !matches!(
-            t.state,
-            TargetState::Down | TargetState::Unreachable | TargetState::Degraded
-        ) {
-            continue;
-        }
-        let upstream = behind(i);
-        if let Some(u) = upstream {
-            *affected.entry(u).or_default() += 1;
-        }
-        let area = areas.get(catalog.targets[i].area);
-        incident_targets.push(i);
-        incidents.push(Incident {
-            target: t.id.clone(),
-            name: t.name.clone(),
-            area: area.code.clone(),
-            area_name: area.name.clone(),
-            state: t.state,
-            since: t.since,
-            reasons: t.checks.iter().filter_map(|c| c.reason).collect(),
-            behind: upstream.map(|u| catalog.targets[u].id.to_string()),
-            affected: 0,
-        });
-    }
-    for (incident, target) in incidents.iter_mut().zip(&incident_targets) {
-        incident.affected = affected.get(target).copied().unwrap_or(0);
-    }
+    let mut incidents: Vec<Incident> = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            matches!(
+                t.state,
+                TargetState::Down | TargetState::Unreachable | TargetState::Degraded
+            )
+        })
+        .map(|(i, t)| {
+            let area = areas.get(catalog.targets[i].area);
+            Incident {
+                target: t.id.clone(),
+                name: t.name.clone(),
+                area: area.code.clone(),
+                area_name: area.name.clone(),
+                state: t.state,
+                since: t.since,
+                reasons: t.checks.iter().filter_map(|c| c.reason).collect(),
+                root_causes: ids(reach.causes.get(&i)),
+                uplinks_down: ids(reach.uplinks_down.get(&i)),
+                affected: reach
+                    .behind
+                    .get(&i)
+                    .map_or(0, |b| u32::try_from(b.targets.len()).unwrap_or(u32::MAX)),
+            }
+        })
+        .collect();
     // Root causes first (most affected first), then consequences; oldest first within each.
     incidents.sort_by(|a, b| {
-        (a.behind.is_some(), std::cmp::Reverse(a.affected))
-            .cmp(&(b.behind.is_some(), std::cmp::Reverse(b.affected)))
+        (!a.root_causes.is_empty(), std::cmp::Reverse(a.affected))
+            .cmp(&(!b.root_causes.is_empty(), std::cmp::Reverse(b.affected)))
             .then(a.since.total_cmp(&b.since))
     });
 
     let area_list = areas
         .iter()
         .map(|(id, a)| {
-            let counts = area_counts.get(&id).copied().unwrap_or_default();
+            let counts = counted.areas.get(&id).copied().unwrap_or_default();
             AreaStatus {
                 code: a.code.clone(),
                 name: a.name.clone(),
@@ -311,7 +317,7 @@ pub fn build(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let counts = system_counts.get(&i).copied().unwrap_or_default();
+            let counts = counted.systems.get(&i).copied().unwrap_or_default();
             SystemStatus {
                 id: s.id.clone(),
                 name: s.name.clone(),

@@ -33,6 +33,8 @@ alerting:
       alertmanager: {{urls: ["{am}", "{second}"], resend_interval: 2s}}
     - name: ops
       webhook: {{url: "http://{hook}/hook"}}
+  # Resolve as soon as two good rounds say so: this test waits for the resolution.
+  rules: [{{alerts: {{down: {{keep_firing_for: 0s}}}}}}]
 areas:
   - code: "15"
     name: Tỉnh Lào Cai

@@ -93,6 +93,7 @@ async fn kill_9_loses_nothing_and_sends_nothing_twice() {
             r#"alerting:
   notifiers:
     - {{name: ops, webhook: {{url: "http://{hook_addr}/hook"}}}}
+  rules: [{{alerts: {{down: {{keep_firing_for: 0s}}}}}}]
 areas: [{{code: "15", name: Tỉnh Lào Cai}}]
 targets:
   - id: mail
@@ -172,14 +173,14 @@ targets:
         .expect("incident history");
     let incidents = history["incidents"].as_array().expect("incidents");
     assert_eq!(incidents.len(), 1, "{history:#}");
-    assert_eq!(incidents[0]["id"].to_string(), incident);
+    assert_eq!(incidents[0]["id"], incident);
     assert_eq!(incidents[0]["alertname"], "IocwatchTargetDown");
     assert!(incidents[0]["ended_at"].is_string(), "{history:#}");
     drop(third);
 
     // The incident history is intact.
-    let store = iocwatch::store::Store::open(&data).expect("database");
-    let incidents = store.incidents(0, 10).expect("incidents");
+    let store = iocwatch::store::Store::open(&data).await.expect("database");
+    let incidents = store.incidents(0, 10).await.expect("incidents");
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert!(incidents[0].notified);
     assert!(incidents[0].ended_at.is_some());

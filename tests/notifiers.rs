@@ -261,10 +261,11 @@ async fn telegram_and_zalo_apis_get_the_right_paths_tokens_and_texts() {
     assert_eq!(messages[1].header("access_token"), Some("AT-2"));
     assert_eq!(messages[1].json()["recipient"]["user_id"], "8899");
     // The new refresh token was kept: the old one is single-use.
-    let store = iocwatch::store::Store::open(&data).expect("database");
+    let store = iocwatch::store::Store::open(&data).await.expect("database");
     assert_eq!(
         store
             .kv("zalo_oa/zalo-oa/4242/refresh_token")
+            .await
             .expect("kv")
             .as_deref(),
         Some("RT-3")
@@ -300,7 +301,7 @@ async fn a_reload_that_moves_a_notifier_sends_the_resolution_to_the_new_place() 
     std::thread::spawn(move || for _ in open.incoming() {});
     let config = |hook: std::net::SocketAddr, target: &str| {
         format!(
-            "alerting:\n  notifiers:\n    - {{name: ops, webhook: {{url: \"http://{hook}/hook\"}}}}\n{target}"
+            "alerting:\n  notifiers:\n    - {{name: ops, webhook: {{url: \"http://{hook}/hook\"}}}}\n  rules: [{{alerts: {{down: {{keep_firing_for: 0s}}}}}}]\n{target}"
         )
     };
     let down = down_target_config();

@@ -82,7 +82,7 @@ async fn api_status_names_root_causes_and_affected_targets() {
     let behind = &status["incidents"][1];
     assert_eq!(behind["target"], "ubnd-02839");
     assert_eq!(behind["state"], "unreachable");
-    assert_eq!(behind["behind"], "tslcd-gw");
+    assert_eq!(behind["root_causes"], serde_json::json!(["tslcd-gw"]));
     let area = status["areas"]
         .as_array()
         .expect("areas")

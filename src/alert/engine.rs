@@ -1,37 +1,36 @@
-//! The alert engine: owned by the state task, fed every probe round and a tick each second.
+//! The alert engine, a pure state machine: [`Engine::step`] takes the rounds of one tick,
+//! the reachability snapshot and the time, and returns what changed as data ([`Effects`]:
+//! writes to the durable record, among them the messages to queue). It holds no store,
+//! registry, clock or channel, so every sequence replays the same way in a test.
 //!
-//! - A round is judged against each condition of its check; the rule (hysteresis,
-//!   flapping) decides when an alert fires or resolves. Firing opens an incident in the
-//!   database at once.
-//! - The tick decides what is sent: a firing alert of a target that is `unreachable`
-//!   (every upstream down) is suppressed, and the root cause's alert carries how many
-//!   targets, areas and systems sit behind it; an alert in a maintenance window is not
-//!   sent. An alert that was held back and is still bad `fire_after` rounds after the
-//!   reason ended is sent then (a commune that stays down after its gateway came back is
-//!   its own fault).
-//! - Each transition that sends anything is one transaction with its outbox rows; the
-//!   notifiers are woken after the commit.
-//! - After a restart, open alerts are read back: they go on firing without a second
-//!   "fired", and resolve (with a message) as usual.
+//! - Each round is judged against each condition of its check; the rule (hysteresis,
+//!   keep-firing, flapping) decides when an alert fires or resolves. Firing opens an
+//!   incident.
+//! - Then, for every open alert: a connectivity alert of an unreachable target is
+//!   suppressed (its root causes named), the root cause's alert carries what sits behind
+//!   it, an alert in a maintenance window is held. An alert that was held and is still
+//!   bad `fire_after` rounds after the reason ended is sent then (a commune that stays
+//!   down after its gateway came back is its own fault). A sent alert always gets its
+//!   resolution.
+//! - After a restart, the open alerts of the record are picked up again: they go on
+//!   firing without a second "fired", and resolve (with a message) as usual.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use prometheus::{IntGaugeVec, Opts, Registry};
-use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::judge::{Verdict, Window};
+use super::judge::{judge, Verdict, Window};
+use super::message;
 use super::rule::{AlertRule, Phase, Transition};
-use crate::catalog::{Catalog, Check, CheckKey, Target};
-use crate::model::{AlertName, Condition, Severity};
-use crate::notify::{Event, EventStatus};
+use super::view::{AlertView, AlertsSnapshot, WindowState};
+use crate::catalog::{Catalog, CheckKey};
+use crate::model::record::{Firing, IncidentUpdate, OpenAlert};
+use crate::model::{from_unix_ms, rfc3339, unix_ms, AlertName, Condition, Event, Write};
 use crate::probe::Outcome;
-use crate::state::TargetState;
-use crate::store::{from_unix_ms, unix_ms, Firing, IncidentUpdate, Op, Queued, Store};
+use crate::reach::{Reach, TargetState};
 
 /// One alert: a condition of a check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,7 +40,7 @@ pub struct AlertKey {
 }
 
 impl AlertKey {
-    /// The database key. Ids and check names hold no control characters, so a tab
+    /// The record's key. Ids and check names hold no control characters, so a tab
     /// separates them unambiguously.
     pub fn id(&self) -> String {
         format!(
@@ -65,219 +64,154 @@ impl AlertKey {
     }
 }
 
-/// Wake-up handles of the notifier tasks, by notifier name; shared with the tasks so that a
-/// reload that restarts them keeps the engine's handles valid.
-#[derive(Default)]
-pub struct Wakes {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
+/// One finished round of a check, as the engine judges it.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub key: CheckKey,
+    pub outcome: Outcome,
+    /// When it finished, on the monotonic clock (windows, hysteresis) and the wall clock
+    /// (incident times).
+    pub at: Instant,
+    pub finished: SystemTime,
 }
 
-impl Wakes {
-    /// The handle of one queue: a notifier, or one Alertmanager of it (`sub`).
-    pub fn handle(&self, notifier: &str, sub: Option<&str>) -> Arc<Notify> {
-        let key = match sub {
-            Some(sub) => format!("{notifier}\t{sub}"),
-            None => notifier.to_owned(),
-        };
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(key).or_default())
-    }
+/// The input of one tick.
+pub struct Step<'a> {
+    pub catalog: &'a Catalog,
+    pub reach: &'a Reach,
+    pub rounds: &'a [Round],
+    pub now: Instant,
+    pub wall: SystemTime,
+}
 
-    pub fn wake(&self, notifier: &str) {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let prefix = format!("{notifier}\t");
-        for (key, notify) in map.iter() {
-            if key == notifier || key.starts_with(&prefix) {
-                notify.notify_one();
-            }
+/// What a tick changed: writes to the durable record, in order.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    pub writes: Vec<Write>,
+}
+
+/// Incident ids that never repeat: the agent's instance id (random, new at every start)
+/// and a counter. Unlike a database sequence they cannot be handed out twice, not by two
+/// agents or shards, and not by one agent after a restart on a database that lost writes.
+#[derive(Debug, Clone)]
+pub struct IncidentIds {
+    instance: String,
+    next: u64,
+}
+
+impl IncidentIds {
+    pub fn new(instance: &str) -> IncidentIds {
+        IncidentIds {
+            instance: instance.to_owned(),
+            next: 1,
         }
     }
+
+    fn take(&mut self) -> String {
+        let id = format!("{}-{}", self.instance, self.next);
+        self.next += 1;
+        id
+    }
 }
 
-/// What the API and the status page show of one alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertView {
-    pub target: String,
-    pub check: String,
-    pub alertname: &'static str,
-    pub severity: Severity,
-    /// pending, firing, suppressed or maintenance.
-    pub state: &'static str,
-    pub flapping: bool,
-    pub since: Option<String>,
-    pub value: Option<f64>,
-    pub note: Option<String>,
-    /// The upstream targets whose failure explains this one, when suppressed.
-    pub root_cause: Vec<String>,
-    pub affected_targets: u32,
-    pub affected_areas: Vec<String>,
-    pub affected_systems: Vec<String>,
-    pub maintenance: Option<String>,
-    pub notified: bool,
-    pub incident: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AlertsSnapshot {
-    pub alerts: Vec<AlertView>,
-}
-
-/// Targets behind a root cause.
+/// Targets behind a root cause, as messages name them.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Affected {
-    targets: u32,
-    areas: Vec<String>,
-    systems: Vec<String>,
+pub(super) struct Affected {
+    pub targets: u32,
+    pub areas: Vec<String>,
+    pub systems: Vec<String>,
 }
 
-struct Open {
-    incident: i64,
-    started: SystemTime,
-    notified: bool,
-    flapping: bool,
+pub(super) struct Open {
+    pub incident: String,
+    pub started: SystemTime,
+    pub notified: bool,
+    pub flapping: bool,
     /// Bad rounds still to see before a held-back alert is sent.
     hold: u32,
     /// Why it is held back now.
-    suppressed_by: Vec<Arc<str>>,
-    maintenance: Option<Arc<str>>,
-    affected: Affected,
+    pub suppressed_by: Vec<Arc<str>>,
+    pub maintenance: Option<Arc<str>>,
+    pub affected: Affected,
     /// The firing event as last built, the base of the resolved one.
-    event: Option<Event>,
+    event: Event,
 }
 
-struct Live {
-    condition: Condition,
-    rule: AlertRule,
+pub(super) struct Live {
+    pub condition: Condition,
+    pub rule: AlertRule,
     window: Window,
-    last: Option<Verdict>,
-    open: Option<Open>,
+    pub last: Option<Verdict>,
+    pub open: Option<Open>,
 }
 
 pub struct Engine {
-    store: Arc<Store>,
-    wakes: Arc<Wakes>,
     live: BTreeMap<AlertKey, Live>,
     /// Alerts that are pending or open: the tick looks at these only, so a quiet province
     /// of 40,000 checks costs next to nothing each second.
     active: BTreeSet<AlertKey>,
-    metrics: AlertMetrics,
-    view: watch::Sender<Arc<AlertsSnapshot>>,
-    active_windows: HashSet<Arc<str>>,
+    windows_on: BTreeSet<Arc<str>>,
+    ids: IncidentIds,
     last_prune: Option<Instant>,
-    /// Writes since the last tick, committed together at the next one; nothing is sent
-    /// before they are (notifiers are woken after the commit).
-    ops: Vec<Op>,
-    wake_pending: bool,
-    next_incident: i64,
 }
-
-#[derive(Clone)]
-struct AlertMetrics {
-    alerts: IntGaugeVec,
-    active: IntGaugeVec,
-    active_series: HashSet<[String; 5]>,
-    maintenance: IntGaugeVec,
-}
-
-impl AlertMetrics {
-    fn register(registry: &Registry) -> prometheus::Result<AlertMetrics> {
-        let alerts = IntGaugeVec::new(
-            Opts::new(
-                "iocwatch_alerts",
-                "Alerts by state (pending, firing, suppressed, maintenance) and severity.",
-            ),
-            &["state", "severity"],
-        )?;
-        let active = IntGaugeVec::new(
-            Opts::new(
-                "iocwatch_alert_active",
-                "1 for each alert that is not inactive, with its state.",
-            ),
-            &["target", "check", "alertname", "severity", "state"],
-        )?;
-        let maintenance = IntGaugeVec::new(
-            Opts::new(
-                "iocwatch_maintenance_window_active",
-                "1 while a maintenance window is on.",
-            ),
-            &["window"],
-        )?;
-        for m in [&alerts, &active, &maintenance] {
-            registry.register(Box::new(m.clone()))?;
-        }
-        Ok(AlertMetrics {
-            alerts,
-            active,
-            active_series: HashSet::new(),
-            maintenance,
-        })
-    }
-}
-
-const STATES: [&str; 4] = ["pending", "firing", "suppressed", "maintenance"];
 
 impl Engine {
-    pub fn new(
-        store: Arc<Store>,
-        wakes: Arc<Wakes>,
-        registry: &Registry,
-        catalog: &Catalog,
-    ) -> prometheus::Result<Engine> {
-        let metrics = AlertMetrics::register(registry)?;
-        let mut engine = Engine {
-            store,
-            wakes,
+    pub fn new(ids: IncidentIds) -> Engine {
+        Engine {
             live: BTreeMap::new(),
             active: BTreeSet::new(),
-            metrics,
-            view: watch::Sender::new(Arc::new(AlertsSnapshot::default())),
-            active_windows: HashSet::new(),
+            windows_on: BTreeSet::new(),
+            ids,
             last_prune: None,
-            ops: Vec::new(),
-            wake_pending: false,
-            next_incident: 1,
-        };
-        engine.restore(catalog);
-        Ok(engine)
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<Arc<AlertsSnapshot>> {
-        self.view.subscribe()
-    }
-
-    /// Picks up the alerts that were open when the agent stopped.
-    fn restore(&mut self, catalog: &Catalog) {
-        match self.store.next_incident() {
-            Ok(id) => self.next_incident = id,
-            Err(error) => tracing::error!(%error, "cannot read the incident sequence"),
         }
-        let rows = match self.store.open_alerts() {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::error!(%error, "cannot read open alerts; starting without them");
-                return;
-            }
-        };
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        let mut orphans = Vec::new();
+    }
+
+    /// Picks up the alerts the record holds as open. Those whose check or condition left
+    /// the config while the agent was down are resolved (with a message if one was sent).
+    pub fn restore(
+        &mut self,
+        catalog: &Catalog,
+        rows: &[OpenAlert],
+        now: Instant,
+        wall: SystemTime,
+    ) -> Effects {
+        let mut out = Effects::default();
         for row in rows {
             let Some(key) = AlertKey::parse(&row.key) else {
                 continue;
             };
-            let condition = catalog
-                .check(&key.check)
-                .and_then(|(_, c)| c.alerts.conditions.iter().find(|c| c.name == key.name));
             let started = from_unix_ms(row.started_at);
-            let age = wall.duration_since(started).unwrap_or(Duration::ZERO);
-            let Some(condition) = condition else {
-                orphans.push((key, row));
+            let found = catalog.check(&key.check).and_then(|(t, c)| {
+                let condition = c.alerts.conditions.iter().find(|c| c.name == key.name)?;
+                Some((t, c, condition))
+            });
+            let Some((target, check, condition)) = found else {
+                let event = message::orphan_event(&key, &row.incident, started);
+                let queued = if row.notified {
+                    message::queue(catalog, None, &message::resolved(&event, wall, None))
+                } else {
+                    Vec::new()
+                };
+                out.writes.push(Write::Resolve {
+                    key: row.key.clone(),
+                    resolved_at: unix_ms(wall),
+                    annotations: "{}".into(),
+                    queued,
+                });
                 continue;
             };
+            let age = wall.duration_since(started).unwrap_or(Duration::ZERO);
             let since = now.checked_sub(age).unwrap_or(now);
-            let event = catalog.check(&key.check).map(|(t, c)| {
-                build_event(catalog, t, c, &key, condition, row.incident, started, None)
-            });
+            let mut event = message::event(
+                catalog,
+                target,
+                check,
+                condition,
+                &row.incident,
+                started,
+                None,
+            );
+            event.flapping = row.flapping;
             self.active.insert(key.clone());
             self.live.insert(
                 key,
@@ -287,7 +221,7 @@ impl Engine {
                     window: Window::default(),
                     last: None,
                     open: Some(Open {
-                        incident: row.incident,
+                        incident: row.incident.clone(),
                         started,
                         notified: row.notified,
                         flapping: row.flapping,
@@ -300,259 +234,25 @@ impl Engine {
                 },
             );
         }
-        if !self.live.is_empty() {
-            tracing::info!(
-                alerts = self.live.len(),
-                "open alerts restored from the database"
-            );
-        }
-        // Alerts whose check or condition left the config while the agent was down.
-        for (key, row) in orphans {
-            let queued = if row.notified {
-                let event = orphan_event(&key, row.incident, from_unix_ms(row.started_at));
-                self.queue_for(catalog, None, &event, EventStatus::Resolved, wall)
-            } else {
-                Vec::new()
-            };
-            self.wake_pending |= !queued.is_empty();
-            self.ops.push(Op::Resolve {
-                key: row.key,
-                resolved_at: unix_ms(wall),
-                annotations: "{}".into(),
-                queued,
-            });
-        }
-        self.flush(catalog);
-        // Messages queued before the restart go out now.
-        self.wake_all(catalog);
+        out
     }
 
-    /// Commits the writes collected since the last flush, then wakes the notifiers that
-    /// have something new.
-    fn flush(&mut self, catalog: &Catalog) {
-        if !self.ops.is_empty() {
-            if let Err(error) = self.store.apply(&self.ops) {
-                // The agent's own fault: shown in the log, never turned into target alerts.
-                // The open alerts stay in memory and are written with the next transition.
-                tracing::error!(%error, writes = self.ops.len(), "cannot write alert state");
-                self.ops.clear();
-                self.wake_pending = false;
-                return;
-            }
-            self.ops.clear();
+    /// One tick: maintenance windows, the rounds, then what is sent, held or suppressed.
+    pub fn step(&mut self, step: Step<'_>) -> Effects {
+        let mut out = Effects::default();
+        self.maintenance(step.catalog, step.wall, &mut out);
+        for round in step.rounds {
+            self.observe(step.catalog, round, &mut out);
         }
-        if std::mem::take(&mut self.wake_pending) {
-            self.wake_all(catalog);
-        }
-    }
-
-    /// Judges one round of a check.
-    /// Judges one round of `check` (of `target`, both in `catalog`: the caller has looked
-    /// them up already).
-    pub fn observe(
-        &mut self,
-        catalog: &Catalog,
-        target: &Target,
-        check: &Check,
-        outcome: &Outcome,
-        now: Instant,
-        wall: SystemTime,
-    ) {
-        let key = &check.key;
-        for condition in &check.alerts.conditions {
-            let alert_key = AlertKey {
-                check: key.clone(),
-                name: condition.name,
-            };
-            let live = self.live.entry(alert_key.clone()).or_insert_with(|| Live {
-                condition: condition.clone(),
-                rule: AlertRule::new(condition.params),
-                window: Window::default(),
-                last: None,
-                open: None,
-            });
-            if live.condition != *condition {
-                live.rule.set_params(condition.params);
-                live.condition = condition.clone();
-            }
-            let Some(verdict) = condition.judge(outcome, &mut live.window, now, wall) else {
-                continue;
-            };
-            let bad = verdict.bad;
-            live.last = Some(verdict);
-            if bad {
-                if let Some(open) = &mut live.open {
-                    open.hold = open.hold.saturating_sub(1);
-                }
-            }
-            match live.rule.observe(bad, now) {
-                None => {}
-                Some(Transition::Fired { since, flapping }) => {
-                    let started = wall
-                        .checked_sub(now.saturating_duration_since(since))
-                        .unwrap_or(wall);
-                    self.fire(catalog, target, check, &alert_key, started, flapping);
-                }
-                Some(Transition::FlappingStarted) => {
-                    self.flapping_started(catalog, &alert_key, wall);
-                }
-                Some(Transition::Resolved { .. }) => self.resolve(catalog, &alert_key, wall),
-            }
-            let busy = self
-                .live
-                .get(&alert_key)
-                .is_some_and(|l| l.open.is_some() || l.rule.phase() != Phase::Inactive);
-            if busy {
-                self.active.insert(alert_key);
-            } else {
-                self.active.remove(&alert_key);
-            }
-        }
-    }
-
-    fn fire(
-        &mut self,
-        catalog: &Catalog,
-        target: &Target,
-        check: &Check,
-        key: &AlertKey,
-        started: SystemTime,
-        flapping: bool,
-    ) {
-        let Some(live) = self.live.get_mut(key) else {
-            return;
-        };
-        let incident = self.next_incident;
-        self.next_incident += 1;
-        self.ops.push(Op::Fire(Firing {
-            key: key.id(),
-            incident,
-            target: target.id.to_string(),
-            alertname: key.name.as_str(),
-            severity: live.condition.severity.as_str(),
-            area: catalog.areas.get(target.area).code.clone(),
-            started_at: unix_ms(started),
-            flapping,
-            labels: labels(catalog, check, &live.condition),
-        }));
-        tracing::info!(alert = key.name.as_str(), target = %target.id, check = %check.key.check, flapping, "alert firing");
-        let mut event = build_event(
-            catalog,
-            target,
-            check,
-            key,
-            &live.condition,
-            incident,
-            started,
-            live.last.as_ref(),
-        );
-        event.flapping = flapping;
-        live.open = Some(Open {
-            incident,
-            started,
-            notified: false,
-            flapping,
-            hold: 0,
-            suppressed_by: Vec::new(),
-            maintenance: None,
-            affected: Affected::default(),
-            event: Some(event),
-        });
-    }
-
-    fn flapping_started(&mut self, catalog: &Catalog, key: &AlertKey, wall: SystemTime) {
-        let Some(live) = self.live.get_mut(key) else {
-            return;
-        };
-        let Some(open) = &mut live.open else {
-            return;
-        };
-        open.flapping = true;
-        let Some(event) = &mut open.event else {
-            return;
-        };
-        event.flapping = true;
-        if !open.notified {
-            return;
-        }
-        let mut flapping_event = event.clone();
-        flapping_event.id = format!("{}-flapping", open.incident);
-        let notify = catalog
-            .check(&key.check)
-            .and_then(|(_, c)| c.alerts.notify.clone());
-        let queued = queue(catalog, notify.as_deref(), &flapping_event);
-        let annotations = annotations(catalog, &flapping_event);
-        self.ops.push(Op::Flapping {
-            key: key.id(),
-            annotations,
-            queued,
-            now: unix_ms(wall),
-        });
-        self.wake_pending = true;
-    }
-
-    fn resolve(&mut self, catalog: &Catalog, key: &AlertKey, wall: SystemTime) {
-        let Some(live) = self.live.get_mut(key) else {
-            return;
-        };
-        let Some(open) = live.open.take() else {
-            return;
-        };
-        let mut queued = Vec::new();
-        let mut annotations_json = "{}".to_owned();
-        if let Some(mut event) = open.event {
-            event.status = EventStatus::Resolved;
-            event.id = format!("{}-resolved", open.incident);
-            event.ended_at = Some(rfc3339(wall));
-            if let Some(last) = &live.last {
-                event.value = last.value;
-            }
-            annotations_json = annotations(catalog, &event);
-            // Resolution is sent wherever the firing went, suppressed or not since.
-            if open.notified {
-                let notify = catalog
-                    .check(&key.check)
-                    .and_then(|(_, c)| c.alerts.notify.clone());
-                queued = queue(catalog, notify.as_deref(), &event);
-            }
-        }
-        self.ops.push(Op::Resolve {
-            key: key.id(),
-            resolved_at: unix_ms(wall),
-            annotations: annotations_json,
-            queued,
-        });
-        tracing::info!(alert = key.name.as_str(), target = %key.check.target, notified = open.notified, "alert resolved");
-        self.wake_pending |= open.notified;
-    }
-
-    fn queue_for(
-        &self,
-        catalog: &Catalog,
-        notify: Option<&[Arc<str>]>,
-        event: &Event,
-        status: EventStatus,
-        wall: SystemTime,
-    ) -> Vec<Queued> {
-        let mut event = event.clone();
-        event.status = status;
-        if status == EventStatus::Resolved {
-            event.id = format!("{}-resolved", event.incident);
-            event.ended_at = Some(rfc3339(wall));
-        }
-        queue(catalog, notify, &event)
-    }
-
-    fn wake_all(&self, catalog: &Catalog) {
-        for n in &catalog.alerting.notifiers {
-            self.wakes.wake(&n.name);
-        }
+        self.decide_all(step.catalog, step.reach, step.wall, &mut out);
+        self.prune(step.catalog, step.now, step.wall, &mut out);
+        out
     }
 
     /// A reload: alerts of checks or conditions that are gone resolve (a notified one with
     /// a message, as it would on recovery); the others keep their state.
-    pub fn apply_catalog(&mut self, catalog: &Catalog) {
-        let wall = SystemTime::now();
+    pub fn apply_catalog(&mut self, catalog: &Catalog, wall: SystemTime) -> Effects {
+        let mut out = Effects::default();
         let gone: Vec<AlertKey> = self
             .live
             .keys()
@@ -564,51 +264,194 @@ impl Engine {
             .cloned()
             .collect();
         for key in gone {
-            if self.live.get(&key).is_some_and(|l| l.open.is_some()) {
-                self.resolve(catalog, &key, wall);
-            }
+            self.resolve(catalog, &key, wall, &mut out);
             self.live.remove(&key);
             self.active.remove(&key);
         }
+        out
     }
 
-    /// Once a second: suppression, maintenance, what to send, metrics and the API view.
-    pub fn tick(&mut self, catalog: &Catalog, states: &[TargetState], wall: SystemTime) {
-        self.maintenance(catalog, wall);
-        let roots = root_causes(catalog, states);
-        let affected = affected_by_root(catalog, &roots);
-        let active: Vec<&crate::catalog::maintenance::Window> = catalog
+    fn observe(&mut self, catalog: &Catalog, round: &Round, out: &mut Effects) {
+        let Some((target, check)) = catalog.check(&round.key) else {
+            return;
+        };
+        for condition in &check.alerts.conditions {
+            let key = AlertKey {
+                check: round.key.clone(),
+                name: condition.name,
+            };
+            let live = self.live.entry(key.clone()).or_insert_with(|| Live {
+                condition: condition.clone(),
+                rule: AlertRule::new(condition.params),
+                window: Window::default(),
+                last: None,
+                open: None,
+            });
+            if live.condition != *condition {
+                live.rule.set_params(condition.params);
+                live.condition = condition.clone();
+            }
+            let Some(verdict) = judge(
+                condition,
+                &round.outcome,
+                &mut live.window,
+                round.at,
+                round.finished,
+            ) else {
+                continue;
+            };
+            let bad = verdict.bad;
+            live.last = Some(verdict);
+            if bad {
+                if let Some(open) = &mut live.open {
+                    open.hold = open.hold.saturating_sub(1);
+                }
+            }
+            match live.rule.observe(bad, round.at) {
+                None => {}
+                Some(Transition::Fired { since, flapping }) => {
+                    let started = round
+                        .finished
+                        .checked_sub(round.at.saturating_duration_since(since))
+                        .unwrap_or(round.finished);
+                    let incident = self.ids.take();
+                    let event = message::event(
+                        catalog,
+                        target,
+                        check,
+                        condition,
+                        &incident,
+                        started,
+                        live.last.as_ref(),
+                    );
+                    tracing::info!(alert = key.name.as_str(), target = %target.id, check = %check.key.check, flapping, incident, "alert firing");
+                    out.writes.push(Write::Fire(Firing {
+                        key: key.id(),
+                        incident: incident.clone(),
+                        target: target.id.to_string(),
+                        alertname: key.name,
+                        severity: condition.severity,
+                        area: catalog.areas.get(target.area).code.clone(),
+                        started_at: unix_ms(started),
+                        flapping,
+                        labels: message::labels(catalog, check, condition),
+                    }));
+                    live.open = Some(Open {
+                        incident,
+                        started,
+                        notified: false,
+                        flapping,
+                        hold: 0,
+                        suppressed_by: Vec::new(),
+                        maintenance: None,
+                        affected: Affected::default(),
+                        event: Event { flapping, ..event },
+                    });
+                }
+                Some(Transition::FlappingStarted) => {
+                    self.flapping_started(catalog, &key, round.finished, out)
+                }
+                Some(Transition::Resolved { .. }) => {
+                    self.resolve(catalog, &key, round.finished, out)
+                }
+            }
+            let busy = self
+                .live
+                .get(&key)
+                .is_some_and(|l| l.open.is_some() || l.rule.phase() != Phase::Inactive);
+            if busy {
+                self.active.insert(key);
+            } else {
+                self.active.remove(&key);
+            }
+        }
+    }
+
+    fn flapping_started(
+        &mut self,
+        catalog: &Catalog,
+        key: &AlertKey,
+        wall: SystemTime,
+        out: &mut Effects,
+    ) {
+        let Some(open) = self.live.get_mut(key).and_then(|l| l.open.as_mut()) else {
+            return;
+        };
+        open.flapping = true;
+        open.event.flapping = true;
+        if !open.notified {
+            return;
+        }
+        let mut notice = open.event.clone();
+        notice.id = format!("{}-flapping", open.incident);
+        out.writes.push(Write::Flapping {
+            key: key.id(),
+            annotations: message::annotations(catalog, &notice),
+            queued: message::queue(catalog, notify_of(catalog, key).as_deref(), &notice),
+            at: unix_ms(wall),
+        });
+    }
+
+    fn resolve(&mut self, catalog: &Catalog, key: &AlertKey, wall: SystemTime, out: &mut Effects) {
+        let Some(live) = self.live.get_mut(key) else {
+            return;
+        };
+        let Some(open) = live.open.take() else {
+            return;
+        };
+        let event = message::resolved(&open.event, wall, live.last.as_ref());
+        // The resolution goes wherever the firing went, suppressed or not since.
+        let queued = if open.notified {
+            message::queue(catalog, notify_of(catalog, key).as_deref(), &event)
+        } else {
+            Vec::new()
+        };
+        tracing::info!(alert = key.name.as_str(), target = %key.check.target, notified = open.notified, incident = open.incident, "alert resolved");
+        out.writes.push(Write::Resolve {
+            key: key.id(),
+            resolved_at: unix_ms(wall),
+            annotations: message::annotations(catalog, &event),
+            queued,
+        });
+    }
+
+    fn decide_all(
+        &mut self,
+        catalog: &Catalog,
+        reach: &Reach,
+        wall: SystemTime,
+        out: &mut Effects,
+    ) {
+        let windows: Vec<&crate::catalog::maintenance::Window> = catalog
             .alerting
             .maintenance
             .iter()
-            .filter(|w| self.active_windows.contains(&w.name))
+            .filter(|w| self.windows_on.contains(&w.name))
             .collect();
         // Loss and latency of a check that is down (or about to be) say nothing more: the
         // down alert is the one root cause.
-        let down_checks: HashSet<CheckKey> = self
+        let down_checks: HashSet<&CheckKey> = self
             .active
             .iter()
             .filter(|k| k.name == AlertName::TargetDown)
-            .map(|k| k.check.clone())
+            .map(|k| &k.check)
             .collect();
-        let mut woken = false;
-        let keys: Vec<AlertKey> = self
-            .active
-            .iter()
-            .filter(|k| self.live.get(*k).is_some_and(|l| l.open.is_some()))
-            .cloned()
-            .collect();
-        for key in keys {
+        let mut decisions = Vec::new();
+        for key in &self.active {
+            if self.live.get(key).is_none_or(|l| l.open.is_none()) {
+                continue;
+            }
             let Some((t, _)) = catalog.position(&key.check) else {
                 continue;
             };
             let target = &catalog.targets[t];
             let suppressed_by: Vec<Arc<str>> =
-                if key.name.is_connectivity() && states.get(t) == Some(&TargetState::Unreachable) {
-                    roots
+                if key.name.is_connectivity() && reach.state(t) == TargetState::Unreachable {
+                    reach
+                        .causes
                         .get(&t)
-                        .map(|r| {
-                            r.iter()
+                        .map(|c| {
+                            c.iter()
                                 .map(|&i| Arc::clone(&catalog.targets[i].id))
                                 .collect()
                         })
@@ -621,42 +464,51 @@ impl Engine {
                 } else {
                     Vec::new()
                 };
-            let maintenance = active
+            let maintenance = windows
                 .iter()
                 .find(|w| w.covers(target, &catalog.areas))
                 .map(|w| Arc::clone(&w.name));
-            let reach = if key.name == AlertName::TargetDown {
-                affected.get(&t).cloned().unwrap_or_default()
-            } else {
-                Affected::default()
+            let affected = match reach.behind.get(&t) {
+                Some(behind) if key.name == AlertName::TargetDown => Affected {
+                    targets: u32::try_from(behind.targets.len()).unwrap_or(u32::MAX),
+                    areas: sorted(behind.areas.iter().map(|&a| &catalog.areas.get(a).name)),
+                    systems: sorted(behind.systems.iter().map(|&s| &catalog.systems[s].name)),
+                },
+                _ => Affected::default(),
             };
-            woken |= self.decide(catalog, &key, suppressed_by, maintenance, reach, wall);
+            decisions.push((key.clone(), suppressed_by, maintenance, affected));
         }
-        self.wake_pending |= woken;
-        self.flush(catalog);
-        self.publish();
-        self.prune(catalog);
+        for (key, suppressed_by, maintenance, affected) in decisions {
+            self.decide(
+                catalog,
+                &key,
+                suppressed_by,
+                maintenance,
+                affected,
+                wall,
+                out,
+            );
+        }
     }
 
-    /// Returns whether anything was queued.
+    #[allow(clippy::too_many_arguments)] // one per thing decided, all needed
     fn decide(
         &mut self,
         catalog: &Catalog,
         key: &AlertKey,
         suppressed_by: Vec<Arc<str>>,
         maintenance: Option<Arc<str>>,
-        reach: Affected,
+        affected: Affected,
         wall: SystemTime,
-    ) -> bool {
-        let notify = catalog
-            .check(&key.check)
-            .and_then(|(_, c)| c.alerts.notify.clone());
+        out: &mut Effects,
+    ) {
+        let notify = notify_of(catalog, key);
         let Some(live) = self.live.get_mut(key) else {
-            return false;
+            return;
         };
         let fire_after = live.condition.params.fire_after;
         let Some(open) = &mut live.open else {
-            return false;
+            return;
         };
         let held = !suppressed_by.is_empty() || maintenance.is_some();
         let was_held = !open.suppressed_by.is_empty() || open.maintenance.is_some();
@@ -666,16 +518,14 @@ impl Engine {
         }
         let changed = open.suppressed_by != suppressed_by
             || open.maintenance != maintenance
-            || open.affected != reach;
+            || open.affected != affected;
         open.suppressed_by = suppressed_by;
         open.maintenance = maintenance;
-        open.affected = reach;
-        let Some(event) = &mut open.event else {
-            return false;
-        };
+        open.affected = affected;
+        let event = &mut open.event;
         event.affected_targets = open.affected.targets;
-        event.affected_areas = open.affected.areas.clone();
-        event.affected_systems = open.affected.systems.clone();
+        event.affected_areas.clone_from(&open.affected.areas);
+        event.affected_systems.clone_from(&open.affected.systems);
         event.flapping = open.flapping;
         let update = IncidentUpdate {
             root_cause: open.suppressed_by.first().map(|s| s.to_string()),
@@ -686,71 +536,69 @@ impl Engine {
         };
         if !open.notified && !held && open.hold == 0 {
             open.notified = true;
-            self.ops.push(Op::Notify {
+            out.writes.push(Write::Notify {
                 key: key.id(),
-                annotations: annotations(catalog, event),
+                annotations: message::annotations(catalog, event),
                 update,
-                queued: queue(catalog, notify.as_deref(), event),
-                now: unix_ms(wall),
+                queued: message::queue(catalog, notify.as_deref(), event),
+                at: unix_ms(wall),
             });
-            return true;
-        }
-        if changed {
+        } else if changed {
             // Alertmanager gets the new counts with the next re-send.
-            self.ops.push(Op::Update {
+            out.writes.push(Write::Update {
                 key: key.id(),
-                annotations: annotations(catalog, event),
+                annotations: message::annotations(catalog, event),
                 update,
             });
         }
-        false
     }
 
-    fn maintenance(&mut self, catalog: &Catalog, wall: SystemTime) {
+    fn maintenance(&mut self, catalog: &Catalog, wall: SystemTime, out: &mut Effects) {
         let now: DateTime<Utc> = wall.into();
         let at = unix_ms(wall);
-        let mut active = HashSet::new();
-        for w in &catalog.alerting.maintenance {
-            if w.is_active(now) {
-                active.insert(Arc::clone(&w.name));
-            }
-        }
-        for started in active.difference(&self.active_windows) {
-            tracing::info!(window = %started, "maintenance window begins");
-            if let Err(error) = self.store.maintenance_started(started, at) {
-                tracing::error!(%error, "cannot record maintenance");
-            }
-        }
-        for ended in self.active_windows.difference(&active) {
-            tracing::info!(window = %ended, "maintenance window ends");
-            if let Err(error) = self.store.maintenance_ended(ended, at) {
-                tracing::error!(%error, "cannot record maintenance");
-            }
-        }
-        let names: HashSet<&str> = catalog
+        let on: BTreeSet<Arc<str>> = catalog
             .alerting
             .maintenance
             .iter()
-            .map(|w| &*w.name)
+            .filter(|w| w.is_active(now))
+            .map(|w| Arc::clone(&w.name))
             .collect();
-        for w in &catalog.alerting.maintenance {
-            self.metrics
-                .maintenance
-                .with_label_values(&[&w.name])
-                .set(i64::from(active.contains(&w.name)));
+        for started in on.difference(&self.windows_on) {
+            tracing::info!(window = %started, "maintenance window begins");
+            out.writes.push(Write::MaintenanceStarted {
+                window: started.to_string(),
+                at,
+            });
         }
-        for old in &self.active_windows {
-            if !names.contains(&**old) {
-                let _ = self.metrics.maintenance.remove_label_values(&[old]);
-            }
+        for ended in self.windows_on.difference(&on) {
+            tracing::info!(window = %ended, "maintenance window ends");
+            out.writes.push(Write::MaintenanceEnded {
+                window: ended.to_string(),
+                at,
+            });
         }
-        self.active_windows = active;
+        self.windows_on = on;
     }
 
-    fn publish(&mut self) {
-        let mut counts: HashMap<(&'static str, Severity), i64> = HashMap::new();
-        let mut views = Vec::new();
-        let mut series = HashSet::new();
+    /// Hourly: history older than `alerting.history` is deleted.
+    fn prune(&mut self, catalog: &Catalog, now: Instant, wall: SystemTime, out: &mut Effects) {
+        const EVERY: Duration = Duration::from_secs(3600);
+        if self
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < EVERY)
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        let before = wall
+            .checked_sub(catalog.alerting.history)
+            .map_or(0, unix_ms);
+        out.writes.push(Write::Prune { before });
+    }
+
+    /// What the API, the status page and the alert metrics show.
+    pub fn view(&self, catalog: &Catalog) -> AlertsSnapshot {
+        let mut alerts = Vec::new();
         for key in &self.active {
             let Some(live) = self.live.get(key) else {
                 continue;
@@ -762,24 +610,15 @@ impl Engine {
                 (None, Phase::Pending) => "pending",
                 (None, _) => continue,
             };
-            let severity = live.condition.severity;
-            *counts.entry((state, severity)).or_default() += 1;
-            let labels = [
-                key.check.target.to_string(),
-                key.check.check.to_string(),
-                key.name.as_str().to_owned(),
-                severity.as_str().to_owned(),
-                state.to_owned(),
-            ];
-            series.insert(labels);
             let open = live.open.as_ref();
-            views.push(AlertView {
+            alerts.push(AlertView {
                 target: key.check.target.to_string(),
                 check: key.check.check.to_string(),
                 alertname: key.name.as_str(),
-                severity,
+                severity: live.condition.severity,
                 state,
                 flapping: open.is_some_and(|o| o.flapping) || live.rule.flapping(),
+                recovering: open.is_some() && live.rule.recovering(),
                 since: open.map(|o| rfc3339(o.started)),
                 value: live.last.as_ref().and_then(|v| v.value),
                 note: live.last.as_ref().and_then(|v| v.note.clone()),
@@ -791,250 +630,34 @@ impl Engine {
                 affected_systems: open.map(|o| o.affected.systems.clone()).unwrap_or_default(),
                 maintenance: open.and_then(|o| o.maintenance.as_ref().map(|m| m.to_string())),
                 notified: open.is_some_and(|o| o.notified),
-                incident: open.map(|o| o.incident),
+                incident: open.map(|o| o.incident.clone()),
             });
         }
-        for state in STATES {
-            for severity in Severity::ALL {
-                self.metrics
-                    .alerts
-                    .with_label_values(&[state, severity.as_str()])
-                    .set(counts.get(&(state, severity)).copied().unwrap_or(0));
-            }
-        }
-        for gone in self.metrics.active_series.difference(&series) {
-            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
-            let _ = self.metrics.active.remove_label_values(&labels);
-        }
-        for labels in &series {
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            self.metrics.active.with_label_values(&labels).set(1);
-        }
-        self.metrics.active_series = series;
-        let snapshot = AlertsSnapshot { alerts: views };
-        self.view.send_if_modified(|old| {
-            if **old == snapshot {
-                false
-            } else {
-                *old = Arc::new(snapshot);
-                true
-            }
-        });
-    }
-
-    fn prune(&mut self, catalog: &Catalog) {
-        const EVERY: Duration = Duration::from_secs(3600);
-        if self.last_prune.is_some_and(|t| t.elapsed() < EVERY) {
-            return;
-        }
-        self.last_prune = Some(Instant::now());
-        let before = SystemTime::now()
-            .checked_sub(catalog.alerting.history)
-            .map_or(0, unix_ms);
-        match self.store.prune(before) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "old incident history removed"),
-            Err(error) => tracing::error!(%error, "cannot prune history"),
-        }
+        let windows = catalog
+            .alerting
+            .maintenance
+            .iter()
+            .map(|w| WindowState {
+                name: w.name.to_string(),
+                active: self.windows_on.contains(&w.name),
+            })
+            .collect();
+        AlertsSnapshot { alerts, windows }
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// For each unreachable target, the targets whose failure explains it: the nearest
-/// upstreams, through unreachable ones, that are down themselves.
-fn root_causes(catalog: &Catalog, states: &[TargetState]) -> HashMap<usize, BTreeSet<usize>> {
-    let mut memo: HashMap<usize, BTreeSet<usize>> = HashMap::new();
-    fn roots(
-        i: usize,
-        catalog: &Catalog,
-        states: &[TargetState],
-        memo: &mut HashMap<usize, BTreeSet<usize>>,
-    ) -> BTreeSet<usize> {
-        if let Some(r) = memo.get(&i) {
-            return r.clone();
-        }
-        let mut found = BTreeSet::new();
-        for &u in catalog.upstreams(i) {
-            match states.get(u) {
-                Some(TargetState::Down) => {
-                    found.insert(u);
-                }
-                Some(TargetState::Unreachable) => found.extend(roots(u, catalog, states, memo)),
-                _ => {}
-            }
-        }
-        memo.insert(i, found.clone());
-        found
-    }
-    (0..catalog.targets.len())
-        .filter(|&i| states.get(i) == Some(&TargetState::Unreachable))
-        .map(|i| (i, roots(i, catalog, states, &mut memo)))
-        .collect()
-}
-
-fn affected_by_root(
-    catalog: &Catalog,
-    roots: &HashMap<usize, BTreeSet<usize>>,
-) -> HashMap<usize, Affected> {
-    let mut by_root: HashMap<usize, (u32, BTreeSet<String>, BTreeSet<String>)> = HashMap::new();
-    for (&behind, causes) in roots {
-        let target = &catalog.targets[behind];
-        for &root in causes {
-            let entry = by_root.entry(root).or_default();
-            entry.0 += 1;
-            entry.1.insert(catalog.areas.get(target.area).name.clone());
-            if let Some(s) = target.system {
-                entry.2.insert(catalog.systems[s].name.clone());
-            }
-        }
-    }
-    by_root
-        .into_iter()
-        .map(|(root, (targets, areas, systems))| {
-            (
-                root,
-                Affected {
-                    targets,
-                    areas: areas.into_iter().collect(),
-                    systems: systems.into_iter().collect(),
-                },
-            )
-        })
-        .collect()
-}
-
-/// The alert's labels for Alertmanager: the check's series labels (empty ones left out, as
-/// Prometheus does), the alert name and the severity.
-fn labels(catalog: &Catalog, check: &Check, condition: &Condition) -> String {
-    let mut labels: BTreeMap<&str, &str> = catalog
-        .schema
-        .names()
-        .into_iter()
-        .zip(check.label_values.iter().map(String::as_str))
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
-    labels.insert("alertname", condition.name.as_str());
-    labels.insert("severity", condition.severity.as_str());
-    serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into())
-}
-
-fn annotations(catalog: &Catalog, event: &Event) -> String {
-    let settings = &catalog.alerting;
-    let message = crate::notify::text::render(event, settings.language, false);
-    let mut a: BTreeMap<&str, String> = BTreeMap::new();
-    a.insert("summary", message.title);
-    a.insert("description", message.body);
-    if event.affected_targets > 0 {
-        a.insert("affected_targets", event.affected_targets.to_string());
-        a.insert("affected_areas", event.affected_areas.join(", "));
-    }
-    if event.flapping {
-        a.insert("flapping", "true".into());
-    }
-    if let Some(url) = &event.status_url {
-        a.insert("status_url", url.clone());
-    }
-    serde_json::to_string(&a).unwrap_or_else(|_| "{}".into())
-}
-
-/// Outbox rows for the notifiers an alert goes to (Alertmanager reads the alerts table).
-fn queue(catalog: &Catalog, notify: Option<&[Arc<str>]>, event: &Event) -> Vec<Queued> {
-    let Ok(payload) = serde_json::to_string(event) else {
-        return Vec::new();
-    };
+/// The notifiers a check's alerts go to (`None`: all of them).
+fn notify_of(catalog: &Catalog, key: &AlertKey) -> Option<Vec<Arc<str>>> {
     catalog
-        .alerting
-        .notifiers
-        .iter()
-        .filter(|n| n.outbox)
-        .filter(|n| notify.is_none_or(|names| names.contains(&n.name)))
-        .map(|n| Queued {
-            notifier: n.name.to_string(),
-            event_id: event.id.clone(),
-            payload: payload.clone(),
-            max_queue: n.max_queue,
-        })
-        .collect()
+        .check(&key.check)
+        .and_then(|(_, c)| c.alerts.notify.clone())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_event(
-    catalog: &Catalog,
-    target: &Target,
-    check: &Check,
-    key: &AlertKey,
-    condition: &Condition,
-    incident: i64,
-    started: SystemTime,
-    verdict: Option<&Verdict>,
-) -> Event {
-    let areas = &catalog.areas;
-    let mut path: Vec<String> = areas
-        .ancestors(target.area)
-        .map(|a| areas.get(a).name.clone())
-        .collect();
-    path.reverse();
-    let labels = catalog
-        .schema
-        .names()
+/// Names, sorted and without repeats.
+fn sorted<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    names
+        .collect::<BTreeSet<_>>()
         .into_iter()
-        .zip(check.label_values.iter())
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_owned(), v.clone()))
-        .collect();
-    Event {
-        id: format!("{incident}-firing"),
-        status: EventStatus::Firing,
-        alertname: key.name.as_str().to_owned(),
-        severity: condition.severity,
-        target: target.id.to_string(),
-        target_name: target.name.clone(),
-        check: check.key.check.to_string(),
-        kind: check.kind.as_str().to_owned(),
-        area: areas.get(target.area).code.clone(),
-        area_path: path,
-        system: target.system.map(|s| catalog.systems[s].name.clone()),
-        labels,
-        started_at: rfc3339(started),
-        ended_at: None,
-        flapping: false,
-        value: verdict.and_then(|v| v.value),
-        note: verdict.and_then(|v| v.note.clone()),
-        affected_targets: 0,
-        affected_areas: Vec::new(),
-        affected_systems: Vec::new(),
-        status_url: catalog.alerting.external_url.clone(),
-        incident,
-    }
-}
-
-/// The event of an alert whose target left the config: only what the key tells.
-fn orphan_event(key: &AlertKey, incident: i64, started: SystemTime) -> Event {
-    Event {
-        id: format!("{incident}-firing"),
-        status: EventStatus::Firing,
-        alertname: key.name.as_str().to_owned(),
-        severity: Severity::Info,
-        target: key.check.target.to_string(),
-        target_name: None,
-        check: key.check.check.to_string(),
-        kind: String::new(),
-        area: String::new(),
-        area_path: Vec::new(),
-        system: None,
-        labels: BTreeMap::new(),
-        started_at: rfc3339(started),
-        ended_at: None,
-        flapping: false,
-        value: None,
-        note: Some("removed from the configuration".into()),
-        affected_targets: 0,
-        affected_areas: Vec::new(),
-        affected_systems: Vec::new(),
-        status_url: None,
-        incident,
-    }
+        .cloned()
+        .collect()
 }

@@ -1,5 +1,9 @@
 //! Judging one round of a check against one of its conditions: the windows of loss and
 //! latency, and what each kind of result says about each condition.
+//!
+//! A window judges nothing until it holds enough: a quarter of its length in time and a
+//! minimum of samples (10 echoes for loss, 3 measurements for latency). Without that, the
+//! first round after a start (one of two echoes lost) would read as 50 % loss.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -18,6 +22,10 @@ pub struct Window {
 /// Bound on samples per window, whatever the interval: a 1 s ICMP check with 20 echoes over
 /// 5 minutes would otherwise keep 6,000.
 const MAX_SAMPLES: usize = 2048;
+/// Echoes a loss window needs before it judges.
+const MIN_ECHOES: f64 = 10.0;
+/// Measurements a latency window needs before it judges.
+const MIN_LATENCIES: usize = 3;
 
 impl Window {
     fn push(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
@@ -44,6 +52,17 @@ impl Window {
             }
         }
         self.push(now, over, value, weight);
+    }
+
+    /// Whether the window has covered a quarter of its length since its oldest sample.
+    fn covers(&self, now: Instant, over: Duration) -> bool {
+        self.samples
+            .front()
+            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) >= over / 4)
+    }
+
+    fn weight(&self) -> f64 {
+        self.samples.iter().map(|(_, _, w)| w).sum()
     }
 
     fn weighted_mean(&self) -> Option<f64> {
@@ -75,103 +94,108 @@ pub struct Verdict {
     pub note: Option<String>,
 }
 
-impl Condition {
-    pub fn judge(
-        &self,
-        outcome: &Outcome,
-        window: &mut Window,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Option<Verdict> {
-        let verdict = |bad, value, note| Some(Verdict { bad, value, note });
-        match (&self.test, &outcome.detail) {
-            (Test::Down, detail) => {
-                // A forbidden phrase is a defacement, raised by its own condition.
-                let defaced = matches!(detail, Detail::Http(h)
+/// Judges one round of a check against `condition`; `window` is that condition's own.
+pub fn judge(
+    condition: &Condition,
+    outcome: &Outcome,
+    window: &mut Window,
+    now: Instant,
+    wall: SystemTime,
+) -> Option<Verdict> {
+    let verdict = |bad, value, note| Some(Verdict { bad, value, note });
+    match (&condition.test, &outcome.detail) {
+        (Test::Down, detail) => {
+            // A forbidden phrase is a defacement, raised by its own condition.
+            let defaced = matches!(detail, Detail::Http(h)
                     if h.content.as_ref().is_some_and(|c| !c.forbidden_found.is_empty()));
-                verdict(
-                    outcome.failure.is_some() && !defaced,
-                    None,
-                    outcome.failure.map(|r| r.label().to_owned()),
-                )
-            }
-            // A round without a single reply is the down condition's business: counted here
-            // too, an outage would leave a "packet loss" alert behind for the whole window
-            // after the link came back.
-            (Test::Loss { above, over }, Detail::Icmp(stats))
-                if stats.sent > 0 && stats.received() > 0 =>
-            {
-                window.push_to_mean(now, *over, stats.loss_ratio(), f64::from(stats.sent));
-                let loss = window.weighted_mean()?;
-                verdict(loss > *above, Some(loss), None)
-            }
-            (
-                Test::Slow {
-                    percentile,
-                    above,
-                    over,
-                },
-                detail,
-            ) => {
-                match detail {
-                    Detail::Icmp(stats) => {
-                        for rtt in &stats.rtts {
-                            window.push(now, *over, rtt.as_secs_f64(), 1.0);
-                        }
-                    }
-                    Detail::Tcp { connect } => window.push(now, *over, connect.as_secs_f64(), 1.0),
-                    _ if outcome.success() => {
-                        window.push(now, *over, outcome.duration.as_secs_f64(), 1.0)
-                    }
-                    _ => {}
-                }
-                let p = window.percentile(*percentile)?;
-                verdict(p > above.as_secs_f64(), Some(p), None)
-            }
-            (Test::CertExpiry { within }, detail) => {
-                let not_after = match detail {
-                    Detail::Http(h) => h.cert_not_after,
-                    Detail::Tls(t) => match (t.leaf_not_after, t.chain_not_after) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    },
-                    _ => None,
-                }?;
-                let left = not_after
-                    .duration_since(wall)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                verdict(left < within.as_secs_f64(), Some(left / 86400.0), None)
-            }
-            (Test::TlsGrade { below }, Detail::Tls(t)) => verdict(
-                t.grade < *below,
-                Some(t.grade.value()),
-                Some(format!("{}: {}", t.grade.letter(), t.reasons.join(", "))),
-            ),
-            (Test::ContentChanged, Detail::Http(h)) => {
-                let c = h.content.as_ref()?;
-                verdict(c.changed, None, c.summary.clone())
-            }
-            (Test::ForbiddenPhrase, Detail::Http(h)) => {
-                let c = h.content.as_ref()?;
-                verdict(
-                    !c.forbidden_found.is_empty(),
-                    None,
-                    (!c.forbidden_found.is_empty()).then(|| c.forbidden_found.join(", ")),
-                )
-            }
-            (Test::DnsChanged, Detail::Dns(d)) => {
-                verdict(d.changed, None, d.changed.then(|| d.answers.join(", ")))
-            }
-            (Test::UnexpectedPort, Detail::Ports(p)) => {
-                let open: Vec<String> = p.unexpected_open.iter().map(u16::to_string).collect();
-                verdict(
-                    !open.is_empty(),
-                    Some(open.len() as f64),
-                    (!open.is_empty()).then(|| open.join(", ")),
-                )
-            }
-            _ => None,
+            verdict(
+                outcome.failure.is_some() && !defaced,
+                None,
+                outcome.failure.map(|r| r.label().to_owned()),
+            )
         }
+        // A round without a single reply is the down condition's business: counted here
+        // too, an outage would leave a "packet loss" alert behind for the whole window
+        // after the link came back.
+        (Test::Loss { above, over }, Detail::Icmp(stats))
+            if stats.sent > 0 && stats.received() > 0 =>
+        {
+            window.push_to_mean(now, *over, stats.loss_ratio(), f64::from(stats.sent));
+            if !window.covers(now, *over) || window.weight() < MIN_ECHOES {
+                return None;
+            }
+            let loss = window.weighted_mean()?;
+            verdict(loss > *above, Some(loss), None)
+        }
+        (
+            Test::Slow {
+                percentile,
+                above,
+                over,
+            },
+            detail,
+        ) => {
+            match detail {
+                Detail::Icmp(stats) => {
+                    for rtt in &stats.rtts {
+                        window.push(now, *over, rtt.as_secs_f64(), 1.0);
+                    }
+                }
+                Detail::Tcp { connect } => window.push(now, *over, connect.as_secs_f64(), 1.0),
+                _ if outcome.success() => {
+                    window.push(now, *over, outcome.duration.as_secs_f64(), 1.0)
+                }
+                _ => {}
+            }
+            if !window.covers(now, *over) || window.samples.len() < MIN_LATENCIES {
+                return None;
+            }
+            let p = window.percentile(*percentile)?;
+            verdict(p > above.as_secs_f64(), Some(p), None)
+        }
+        (Test::CertExpiry { within }, detail) => {
+            let not_after = match detail {
+                Detail::Http(h) => h.cert_not_after,
+                Detail::Tls(t) => match (t.leaf_not_after, t.chain_not_after) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                _ => None,
+            }?;
+            let left = not_after
+                .duration_since(wall)
+                .map_or(0.0, |d| d.as_secs_f64());
+            verdict(left < within.as_secs_f64(), Some(left / 86400.0), None)
+        }
+        (Test::TlsGrade { below }, Detail::Tls(t)) => verdict(
+            t.grade < *below,
+            Some(t.grade.value()),
+            Some(format!("{}: {}", t.grade.letter(), t.reasons.join(", "))),
+        ),
+        (Test::ContentChanged, Detail::Http(h)) => {
+            let c = h.content.as_ref()?;
+            verdict(c.changed, None, c.summary.clone())
+        }
+        (Test::ForbiddenPhrase, Detail::Http(h)) => {
+            let c = h.content.as_ref()?;
+            verdict(
+                !c.forbidden_found.is_empty(),
+                None,
+                (!c.forbidden_found.is_empty()).then(|| c.forbidden_found.join(", ")),
+            )
+        }
+        (Test::DnsChanged, Detail::Dns(d)) => {
+            verdict(d.changed, None, d.changed.then(|| d.answers.join(", ")))
+        }
+        (Test::UnexpectedPort, Detail::Ports(p)) => {
+            let open: Vec<String> = p.unexpected_open.iter().map(u16::to_string).collect();
+            verdict(
+                !open.is_empty(),
+                Some(open.len() as f64),
+                (!open.is_empty()).then(|| open.join(", ")),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -200,23 +224,29 @@ mod tests {
             }),
         };
         let mut verdicts = Vec::new();
-        // 0 %, 50 %, 0 %: the mean over the window is what counts.
+        // 0 %, 50 %, 0 %, 0 %: the mean over the window is what counts, from the round that
+        // makes the window cover a quarter of its length.
         for received in [10, 5, 10, 10] {
             tokio::time::advance(Duration::from_secs(20)).await;
-            let v = loss
-                .judge(
-                    &round(received),
-                    &mut window,
-                    Instant::now(),
-                    SystemTime::now(),
-                )
-                .expect("judged");
-            verdicts.push(v.bad);
+            let v = judge(
+                loss,
+                &round(received),
+                &mut window,
+                Instant::now(),
+                SystemTime::now(),
+            );
+            verdicts.push(v.map(|v| v.bad));
         }
-        assert_eq!(verdicts, [false, true, false, false]);
+        assert_eq!(verdicts, [None, Some(true), Some(false), Some(false)]);
         // A round without any reply is an outage, judged by `down`, not loss.
         assert_eq!(
-            loss.judge(&round(0), &mut window, Instant::now(), SystemTime::now()),
+            judge(
+                loss,
+                &round(0),
+                &mut window,
+                Instant::now(),
+                SystemTime::now()
+            ),
             None
         );
         // Rounds close together share a sample: a 1 s check keeps ~30, not 300, per window.
@@ -224,7 +254,8 @@ mod tests {
         for i in 0..300 {
             tokio::time::advance(Duration::from_millis(200)).await;
             let received = if i % 2 == 0 { 10 } else { 8 };
-            loss.judge(
+            judge(
+                loss,
                 &round(received),
                 &mut dense,
                 Instant::now(),
@@ -234,23 +265,88 @@ mod tests {
         assert!(dense.samples.len() <= 31, "{} samples", dense.samples.len());
         let mean = dense.weighted_mean().expect("mean");
         assert!((mean - 0.1).abs() < 0.01, "mean loss {mean}");
-        // After the window passes, the lossy round is forgotten.
+        // After the window passes, the lossy round is forgotten (and the window fills anew).
         tokio::time::advance(Duration::from_secs(61)).await;
-        let v = loss
-            .judge(&round(10), &mut window, Instant::now(), SystemTime::now())
-            .expect("judged");
+        judge(
+            loss,
+            &round(10),
+            &mut window,
+            Instant::now(),
+            SystemTime::now(),
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let v = judge(
+            loss,
+            &round(10),
+            &mut window,
+            Instant::now(),
+            SystemTime::now(),
+        )
+        .expect("judged");
         assert_eq!(v.value, Some(0.0));
 
-        let all = conditions(Kind::Icmp, "slow: {above: 30ms, percentile: 0.5}\n");
+        let all = conditions(
+            Kind::Icmp,
+            "slow: {above: 30ms, percentile: 0.5, over: 1m}\n",
+        );
         let slow = all
             .iter()
             .find(|c| c.name == AlertName::Slow)
             .expect("slow");
         let mut window = Window::default();
-        let v = slow
-            .judge(&round(10), &mut window, Instant::now(), SystemTime::now())
-            .expect("judged");
+        let first = judge(
+            slow,
+            &round(10),
+            &mut window,
+            Instant::now(),
+            SystemTime::now(),
+        );
+        assert_eq!(first, None, "one round is not enough");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let v = judge(
+            slow,
+            &round(10),
+            &mut window,
+            Instant::now(),
+            SystemTime::now(),
+        )
+        .expect("judged");
         assert!(!v.bad, "20 ms median is under 30 ms");
         assert_eq!(v.value, Some(0.02));
+    }
+
+    /// The first rounds after a start: 1 of 2 echoes lost is not "50 % loss" until the
+    /// window holds enough to say so.
+    #[tokio::test(start_paused = true)]
+    async fn a_window_without_enough_data_says_nothing() {
+        use crate::probe::icmp::IcmpStats;
+        let loss = &conditions(Kind::Icmp, "loss: {}\n")[1];
+        let mut window = Window::default();
+        let round = |received: usize| Outcome {
+            duration: Duration::from_millis(10),
+            failure: None,
+            detail: Detail::Icmp(IcmpStats {
+                sent: 2,
+                rtts: vec![Duration::from_millis(1); received],
+            }),
+        };
+        let mut first_verdict = None;
+        for second in 1..=120 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let received = if second == 1 { 1 } else { 2 };
+            let v = judge(
+                loss,
+                &round(received),
+                &mut window,
+                Instant::now(),
+                SystemTime::now(),
+            );
+            if let Some(v) = v {
+                first_verdict = Some((second, v.bad));
+                break;
+            }
+        }
+        // A 5-minute window judges after 75 s; by then one lost echo is 0.7 %.
+        assert_eq!(first_verdict, Some((76, false)));
     }
 }

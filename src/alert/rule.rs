@@ -3,10 +3,12 @@
 //! tokio's paused clock and every sequence is repeatable.
 //!
 //! - Fires after `fire_after` consecutive bad rounds; resolves after `resolve_after`
-//!   consecutive good ones.
+//!   consecutive good ones, and no sooner than `keep_firing_for` after its last bad round:
+//!   a link that fails again within that time goes on with the same incident, so a link cut
+//!   and restored every few seconds is one alert, not a firing and a resolution each time.
 //! - Flapping: when the condition changes `flap_threshold` times within `flap_window`, the
-//!   alert fires (or stays firing) marked flapping, and does not resolve while the changes go
-//!   on: one alert instead of a storm.
+//!   alert fires (or stays firing) marked flapping: one alert and one notice, not a storm.
+//!   Once the link settles it resolves as any other alert.
 
 use std::collections::VecDeque;
 
@@ -38,6 +40,8 @@ pub struct AlertRule {
     bad_streak: u32,
     good_streak: u32,
     last_bad: Option<bool>,
+    /// When the condition last held.
+    last_bad_at: Option<Instant>,
     /// When the condition changed, within the flap window.
     changes: VecDeque<Instant>,
     flapping: bool,
@@ -52,6 +56,7 @@ impl AlertRule {
             bad_streak: 0,
             good_streak: 0,
             last_bad: None,
+            last_bad_at: None,
             changes: VecDeque::new(),
             flapping: false,
         }
@@ -83,6 +88,11 @@ impl AlertRule {
         self.flapping
     }
 
+    /// Firing, but good again: waiting out `resolve_after` or `keep_firing_for`.
+    pub fn recovering(&self) -> bool {
+        self.phase == Phase::Firing && self.good_streak > 0
+    }
+
     /// When the current episode began (its first bad round), while pending or firing.
     pub fn since(&self) -> Option<Instant> {
         self.since
@@ -106,6 +116,7 @@ impl AlertRule {
             self.bad_streak += 1;
             self.good_streak = 0;
             self.since.get_or_insert(now);
+            self.last_bad_at = Some(now);
         } else {
             self.good_streak += 1;
             self.bad_streak = 0;
@@ -135,10 +146,15 @@ impl AlertRule {
                     self.flapping = true;
                     return Some(Transition::FlappingStarted);
                 }
-                if !bad && self.good_streak >= self.params.resolve_after && !flapping_now {
+                let kept = self.last_bad_at.is_some_and(|t| {
+                    now.saturating_duration_since(t) < self.params.keep_firing_for
+                });
+                if !bad && self.good_streak >= self.params.resolve_after && !kept {
                     let since = self.since.take().unwrap_or(now);
                     self.phase = Phase::Inactive;
                     self.flapping = false;
+                    // Settled: flapping again takes changes seen from now on.
+                    self.changes.clear();
                     return Some(Transition::Resolved { since });
                 }
                 None
@@ -154,13 +170,13 @@ mod tests {
 
     const ROUND: Duration = Duration::from_secs(30);
 
-    /// Runs `rounds` ('B' bad, 'G' good), one per 30 s on the paused clock, and returns the
-    /// transitions as letters: F fired, f fired flapping, P flapping started, R resolved.
-    async fn run(params: RuleParams, rounds: &str) -> String {
+    /// Runs `rounds` ('B' bad, 'G' good), one per `every` on the paused clock, and returns
+    /// the transitions as letters: F fired, f fired flapping, P flapping started, R resolved.
+    async fn run(params: RuleParams, every: Duration, rounds: &str) -> String {
         let mut rule = AlertRule::new(params);
         let mut out = String::new();
         for c in rounds.chars() {
-            tokio::time::advance(ROUND).await;
+            tokio::time::advance(every).await;
             match rule.observe(c == 'B', Instant::now()) {
                 Some(Transition::Fired {
                     flapping: false, ..
@@ -176,32 +192,58 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sequences_of_rounds_give_these_notifications() {
-        let p = RuleParams::default(); // fire after 3 bad, resolve after 2 good, flap at 6 changes in 10 min
+        // Fire after 3 bad, resolve after 2 good and 1 minute after the last bad round,
+        // flapping at 6 changes in 10 minutes; one round every 30 s.
+        let p = RuleParams::default();
         let table = [
             ("GGGG", "...."),
             ("BB", ".."),                 // pending, never fires
             ("BBB", "..F"),               // fires on the third bad round
             ("BBBBBB", "..F..."),         // one notification, not one per round
-            ("BBBGG", "..F.R"),           // resolves after two good rounds
+            ("BBBGG", "..F.R"),           // resolves after two good rounds (1 minute)
             ("BBBGBGG", "..F...R"),       // a single good round does not resolve
             ("BBGBBGBB", "........"),     // never three in a row, few changes: nothing
             ("BGBGBGBGBG", "......f..."), // flapping fires once, marked flapping
             ("BBBGBGBGBG", "..F.....P."), // a firing alert that starts flapping says so once
-            // Resolution waits until the changes leave the 10-minute window (20 rounds), not
-            // just for two good rounds.
-            (
-                "BBBGBGBGBGGGGGGGGGGGGGGGGGGGGGG",
-                "..F.....P................R.....",
-            ),
+            // Once the link settles, a flapping alert resolves like any other.
+            ("BBBGBGBGBGGGGGGG", "..F.....P.R....."),
         ];
         let mut mismatches = Vec::new();
         for (rounds, expected) in table {
-            let got = run(p, rounds).await;
+            let got = run(p, ROUND, rounds).await;
             if got != expected {
                 mismatches.push(format!("{rounds}: expected {expected}, got {got}"));
             }
         }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    /// A link cut and restored every 7 s for 3 minutes, probed every 2 s: each outage and
+    /// each recovery lasts 3–4 rounds. One alert, one flapping notice, one resolution a
+    /// minute after it settles; never a resolution in between.
+    #[tokio::test(start_paused = true)]
+    async fn a_link_flapping_for_minutes_is_one_incident() {
+        let every = Duration::from_secs(2);
+        let flapping: String = "BBBBGGG".repeat(13);
+        let rounds = format!("{flapping}{}", "G".repeat(45));
+        let got = run(RuleParams::default(), every, &rounds).await;
+        let letters: String = got.chars().filter(|c| *c != '.').collect();
+        assert_eq!(letters, "FPR", "{got}");
+        let resolved = got.find('R').expect("resolved");
+        let last_bad = rounds.rfind('B').expect("bad round");
+        let after = (resolved - last_bad) as u64 * every.as_secs();
+        assert!(
+            (60..=64).contains(&after),
+            "resolved {after} s after the last bad round"
+        );
+        // Shorter hold, more changes needed: both are settings.
+        let quick = RuleParams {
+            keep_firing_for: Duration::ZERO,
+            flap_threshold: 100,
+            ..RuleParams::default()
+        };
+        let storm = run(quick, every, &rounds).await;
+        assert_eq!(storm.matches('F').count(), 13, "without the hold: {storm}");
     }
 
     #[tokio::test(start_paused = true)]

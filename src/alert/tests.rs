@@ -1,15 +1,17 @@
-//! The engine end to end inside the state owner, on tokio's paused clock: sequences of
-//! probe outcomes per target → the messages queued in the outbox.
+//! The engine on tokio's paused clock, its writes committed to a real (in-memory) store:
+//! sequences of probe outcomes per target → the messages queued in the outbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::Registry;
+use tokio::time::Instant;
 
+use super::{Engine, IncidentIds, Round, Step};
 use crate::catalog::{Catalog, CheckKey};
-use crate::notify::Event;
+use crate::model::{Event, Write};
 use crate::probe::{Detail, FailureReason, Outcome};
-use crate::state::{ProbeResult, State};
+use crate::reach::{Reach, TargetState};
 use crate::store::Store;
 
 const ROUND: Duration = Duration::from_secs(30);
@@ -49,60 +51,105 @@ fn outcome(ok: bool) -> Outcome {
     }
 }
 
+/// The engine, fed round by round, its writes committed to `store`.
 struct Harness {
-    state: State,
-    store: Arc<Store>,
+    catalog: Arc<Catalog>,
+    engine: Engine,
+    store: Store,
+    own: HashMap<String, TargetState>,
+    /// Events queued so far and not yet taken by `sent`.
+    queued: Vec<Event>,
 }
 
 impl Harness {
-    fn new(catalog: &Arc<Catalog>, store: Arc<Store>) -> Harness {
-        let state = State::new(
-            Registry::new(),
-            Arc::clone(catalog),
-            Arc::clone(&store),
-            Arc::default(),
-        )
-        .expect("state");
-        Harness { state, store }
+    async fn new(catalog: &Arc<Catalog>, store: Store, instance: &str) -> Harness {
+        let mut engine = Engine::new(IncidentIds::new(instance));
+        let open = store.open_alerts().await.expect("open alerts");
+        let effects = engine.restore(catalog, &open, Instant::now(), SystemTime::now());
+        let mut h = Harness {
+            catalog: Arc::clone(catalog),
+            engine,
+            store,
+            own: HashMap::new(),
+            queued: Vec::new(),
+        };
+        h.commit(effects.writes).await;
+        h
+    }
+
+    async fn commit(&mut self, writes: Vec<Write>) {
+        for w in &writes {
+            let queued = match w {
+                Write::Notify { queued, .. }
+                | Write::Flapping { queued, .. }
+                | Write::Resolve { queued, .. } => queued,
+                _ => continue,
+            };
+            for q in queued {
+                self.queued
+                    .push(serde_json::from_str(&q.payload).expect("event"));
+            }
+        }
+        self.store
+            .commit(vec![Arc::new(writes)])
+            .await
+            .expect("commit");
     }
 
     /// One round: each target's result ('B' bad, 'G' good, '.' no result), then the tick.
     async fn round(&mut self, targets: &[&str], row: &str) {
         tokio::time::advance(ROUND).await;
+        let mut rounds = Vec::new();
         for (target, c) in targets.iter().zip(row.chars()) {
             if c == '.' {
                 continue;
             }
-            self.state.record(ProbeResult {
+            let ok = c == 'G';
+            self.own.insert(
+                (*target).to_owned(),
+                if ok {
+                    TargetState::Up
+                } else {
+                    TargetState::Down
+                },
+            );
+            rounds.push(Round {
                 key: CheckKey {
                     target: Arc::from(*target),
                     check: Arc::from("link"),
                 },
-                outcome: outcome(c == 'G'),
+                outcome: outcome(ok),
+                at: Instant::now(),
                 finished: SystemTime::now(),
             });
         }
-        self.state.alert_tick();
-    }
-
-    /// Messages queued so far, as "target:status", oldest first; each marked taken.
-    fn sent(&self) -> Vec<String> {
-        let rows = self.store.due("ops", i64::MAX, 1000).expect("due");
-        rows.iter()
-            .map(|r| {
-                let e: Event = serde_json::from_str(&r.payload).expect("event");
-                self.store.finish(r.id, "sent", None, 0).expect("finish");
-                format!("{}:{:?}", e.target, e.status).to_lowercase()
-            })
-            .collect()
-    }
-
-    fn events(&self) -> Vec<Event> {
-        self.store
-            .due("ops", i64::MAX, 1000)
-            .expect("due")
+        let own: Vec<TargetState> = self
+            .catalog
+            .targets
             .iter()
-            .map(|r| serde_json::from_str(&r.payload).expect("event"))
+            .map(|t| {
+                self.own
+                    .get(&*t.id)
+                    .copied()
+                    .unwrap_or(TargetState::Unknown)
+            })
+            .collect();
+        let reach = Reach::compute(&self.catalog, &own);
+        let effects = self.engine.step(Step {
+            catalog: &self.catalog,
+            reach: &reach,
+            rounds: &rounds,
+            now: Instant::now(),
+            wall: SystemTime::now(),
+        });
+        self.commit(effects.writes).await;
+    }
+
+    /// Messages queued since the last call, as "target:status", oldest first.
+    fn sent(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.queued)
+            .iter()
+            .map(|e| format!("{}:{:?}", e.target, e.status).to_lowercase())
             .collect()
     }
 }
@@ -110,7 +157,8 @@ impl Harness {
 /// Rounds are columns: one string per target (gw, c1, c2), one character per round.
 async fn run(alerting_extra: &str, rows: [&str; 3]) -> Vec<String> {
     let catalog = catalog(alerting_extra);
-    let mut h = Harness::new(&catalog, Arc::new(Store::in_memory().expect("db")));
+    let store = Store::in_memory().await.expect("db");
+    let mut h = Harness::new(&catalog, store, "t").await;
     let targets = ["gw", "c1", "c2"];
     let rounds = rows[0].len();
     let mut sent = Vec::new();
@@ -124,7 +172,7 @@ async fn run(alerting_extra: &str, rows: [&str; 3]) -> Vec<String> {
 
 #[tokio::test(start_paused = true)]
 async fn sequences_of_outcomes_give_these_messages() {
-    let table: [(&str, [&str; 3], &[&str]); 6] = [
+    let table: [(&str, [&str; 3], &[&str]); 7] = [
         // A commune down on its own: one alert after three rounds, resolved after two good.
         (
             "commune alone",
@@ -158,6 +206,13 @@ async fn sequences_of_outcomes_give_these_messages() {
             ["GGGGGGGGGGGGG", "BGBGBGBGBGBGB", "GGGGGGGGGGGGG"],
             &["c1:firing"],
         ),
+        // A commune down while its gateway is fine, then the gateway drops too: the
+        // commune's alert (already sent) is folded into the root cause, and resolves with it.
+        (
+            "commune first, then its gateway",
+            ["GGGGBBBBGGG", "GBBBBBBBGGG", "GGGGBBBBGGG"],
+            &["c1:firing", "gw:firing", "gw:resolved", "c1:resolved"],
+        ),
     ];
     let mut failures = Vec::new();
     for (name, rows, expected) in table {
@@ -172,13 +227,13 @@ async fn sequences_of_outcomes_give_these_messages() {
 #[tokio::test(start_paused = true)]
 async fn the_root_cause_alert_names_what_sits_behind_it() {
     let catalog = catalog("");
-    let store = Arc::new(Store::in_memory().expect("db"));
-    let mut h = Harness::new(&catalog, Arc::clone(&store));
+    let store = Store::in_memory().await.expect("db");
+    let mut h = Harness::new(&catalog, store.clone(), "t").await;
     let targets = ["gw", "c1", "c2"];
     for row in ["GGG", "BBB", "BBB", "BBB"] {
         h.round(&targets, row).await;
     }
-    let events = h.events();
+    let events = std::mem::take(&mut h.queued);
     assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
     assert_eq!(e.target, "gw");
@@ -186,14 +241,19 @@ async fn the_root_cause_alert_names_what_sits_behind_it() {
     assert_eq!(e.affected_areas, ["Xã Bảo Yên", "Xã Nghĩa Đô"]);
     assert_eq!(e.affected_systems, ["Cổng dịch vụ công"]);
     assert_eq!(e.status_url.as_deref(), Some("http://127.0.0.1:10090/"));
-    let text = crate::notify::text::render(e, crate::model::Language::Vi, false);
+    assert!(
+        e.id.starts_with("t-") && e.id.ends_with("-firing"),
+        "{}",
+        e.id
+    );
+    let text = crate::model::text::render(e, crate::model::Language::Vi, false);
     assert!(
         text.title.contains("Mất kết nối: Cổng Bảo Yên (gw)"),
         "{}",
         text.title
     );
-    // The API view: the communes' alerts are there, suppressed, naming the root cause.
-    let view = h.state.subscribe_alerts().borrow().clone();
+    // The view: the communes' alerts are there, suppressed, naming the root cause.
+    let view = h.engine.view(&catalog);
     let c1 = view
         .alerts
         .iter()
@@ -205,25 +265,25 @@ async fn the_root_cause_alert_names_what_sits_behind_it() {
     let gw = view.alerts.iter().find(|a| a.target == "gw").expect("gw");
     assert_eq!((gw.state, gw.affected_targets), ("firing", 2));
     // Incident history records the root cause of the suppressed ones.
-    let incidents = store.incidents(0, 10).expect("incidents");
+    let incidents = store.incidents(0, 10).await.expect("incidents");
     let c1_incident = incidents.iter().find(|i| i.target == "c1").expect("c1");
     assert_eq!(c1_incident.root_cause.as_deref(), Some("gw"));
     assert!(!c1_incident.notified);
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_restart_sends_nothing_twice_and_loses_no_resolution() {
+async fn a_restart_sends_nothing_twice_loses_no_resolution_and_never_reuses_an_id() {
     let catalog = catalog("");
-    let store = Arc::new(Store::in_memory().expect("db"));
+    let store = Store::in_memory().await.expect("db");
     let targets = ["gw", "c1", "c2"];
-    let mut first = Harness::new(&catalog, Arc::clone(&store));
+    let mut first = Harness::new(&catalog, store.clone(), "first").await;
     for row in ["GGG", "GBG", "GBG", "GBG"] {
         first.round(&targets, row).await;
     }
     assert_eq!(first.sent(), ["c1:firing"]);
     drop(first);
     // The agent restarts with the same database: c1 is still down.
-    let mut second = Harness::new(&catalog, Arc::clone(&store));
+    let mut second = Harness::new(&catalog, store.clone(), "second").await;
     for row in ["GBG", "GBG", "GBG"] {
         second.round(&targets, row).await;
     }
@@ -231,7 +291,18 @@ async fn a_restart_sends_nothing_twice_and_loses_no_resolution() {
     for row in ["GGG", "GGG"] {
         second.round(&targets, row).await;
     }
-    assert_eq!(second.sent(), ["c1:resolved"]);
+    let resolved = std::mem::take(&mut second.queued);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(
+        resolved[0].id, "first-1-resolved",
+        "the incident of the first run"
+    );
+    // A new incident after the restart gets the new instance's id.
+    for row in ["GGB", "GGB", "GGB"] {
+        second.round(&targets, row).await;
+    }
+    let fired = std::mem::take(&mut second.queued);
+    assert_eq!(fired[0].id, "second-1-firing");
 }
 
 #[tokio::test(start_paused = true)]
@@ -241,17 +312,77 @@ async fn maintenance_windows_hold_messages_but_record_the_incident() {
     let got = run(extra, ["GGGGGGG", "GBBBBGG", "GBBBBGG"]).await;
     assert_eq!(got, ["c2:firing", "c2:resolved"], "c1 is in maintenance");
     let catalog = catalog(extra);
-    let store = Arc::new(Store::in_memory().expect("db"));
-    let mut h = Harness::new(&catalog, Arc::clone(&store));
+    let store = Store::in_memory().await.expect("db");
+    let mut h = Harness::new(&catalog, store.clone(), "t").await;
     for row in ["GGG", "GBG", "GBG", "GBG"] {
         h.round(&["gw", "c1", "c2"], row).await;
     }
-    let view = h.state.subscribe_alerts().borrow().clone();
+    let view = h.engine.view(&catalog);
     assert_eq!(view.alerts[0].state, "maintenance");
     assert_eq!(view.alerts[0].maintenance.as_deref(), Some("fibre-work"));
-    let periods = store.maintenance_periods().expect("periods");
+    assert_eq!(view.windows[0].name, "fibre-work");
+    assert!(view.windows[0].active);
+    let periods = store.maintenance_periods().await.expect("periods");
     assert_eq!(periods.len(), 1);
-    assert_eq!(periods[0].0, "fibre-work");
-    let incidents = store.incidents(0, 10).expect("incidents");
+    assert_eq!(periods[0].window, "fibre-work");
+    let incidents = store.incidents(0, 10).await.expect("incidents");
     assert_eq!(incidents[0].maintenance.as_deref(), Some("fibre-work"));
+}
+
+/// The same rounds give the same writes: no clock, store or channel inside the engine.
+#[tokio::test(start_paused = true)]
+async fn the_engine_is_a_pure_function_of_its_inputs() {
+    let catalog = catalog("");
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let start = Instant::now();
+    let play = || {
+        let mut engine = Engine::new(IncidentIds::new("p"));
+        let mut writes = Vec::new();
+        for (i, row) in ["GGG", "BBB", "BBB", "BBB", "GGG", "GGG", "GGG", "GGG"]
+            .iter()
+            .enumerate()
+        {
+            let at = start + ROUND * i as u32;
+            let wall = wall + ROUND * i as u32;
+            let rounds: Vec<Round> = ["gw", "c1", "c2"]
+                .iter()
+                .zip(row.chars())
+                .map(|(t, c)| Round {
+                    key: CheckKey {
+                        target: Arc::from(*t),
+                        check: Arc::from("link"),
+                    },
+                    outcome: outcome(c == 'G'),
+                    at,
+                    finished: wall,
+                })
+                .collect();
+            let own: Vec<TargetState> = row
+                .chars()
+                .map(|c| {
+                    if c == 'G' {
+                        TargetState::Up
+                    } else {
+                        TargetState::Down
+                    }
+                })
+                .collect();
+            let reach = Reach::compute(&catalog, &own);
+            writes.extend(
+                engine
+                    .step(Step {
+                        catalog: &catalog,
+                        reach: &reach,
+                        rounds: &rounds,
+                        now: at,
+                        wall,
+                    })
+                    .writes,
+            );
+        }
+        writes
+    };
+    let first = play();
+    assert_eq!(first, play());
+    assert!(first.iter().any(|w| matches!(w, Write::Resolve { .. })));
 }

@@ -1,5 +1,5 @@
 //! The validated runtime model: areas, systems, targets and their checks. Built by
-//! [`crate::config::load`], immutable, shared as `Arc<Catalog>` and replaced whole on reload.
+//! the config loader, immutable, shared as `Arc<Catalog>` and replaced whole on reload.
 //! No serde type reaches past this point.
 
 use std::collections::{BTreeMap, HashMap};

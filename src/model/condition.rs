@@ -16,8 +16,14 @@ use super::{parse_duration, AlertName, FieldError, Grade, Kind, PromDuration, Se
 /// How an alert of a condition fires, resolves and is judged flapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleParams {
+    /// Bad rounds in a row before the alert fires.
     pub fire_after: u32,
+    /// Good rounds in a row before it may resolve.
     pub resolve_after: u32,
+    /// How long after its last bad round a firing alert is kept: a link that fails again
+    /// within it goes on with the same incident instead of a resolution and a new alert.
+    pub keep_firing_for: Duration,
+    /// Changes between bad and good within `flap_window` that make the alert flapping.
     pub flap_window: Duration,
     pub flap_threshold: u32,
 }
@@ -27,6 +33,7 @@ impl Default for RuleParams {
         RuleParams {
             fire_after: 3,
             resolve_after: 2,
+            keep_firing_for: Duration::from_secs(60),
             flap_window: Duration::from_secs(600),
             flap_threshold: 6,
         }
@@ -57,6 +64,15 @@ pub struct ConditionConfig {
     /// Good rounds in a row before it resolves.
     #[serde(default)]
     pub resolve_after: Option<u32>,
+    /// How long a firing alert is kept after its last bad round (default 1m).
+    #[serde(default)]
+    pub keep_firing_for: Option<PromDuration>,
+    /// Flapping: this many changes between bad and good (default 6) within this window
+    /// (default 10m).
+    #[serde(default)]
+    pub flap_threshold: Option<u32>,
+    #[serde(default)]
+    pub flap_window: Option<PromDuration>,
     /// `loss`: a ratio (`0.2`, `20%`); `slow`: a duration (`250ms`).
     #[serde(default)]
     pub above: Option<Spanned<Threshold>>,
@@ -269,11 +285,17 @@ fn build(key: &str, c: &ConditionConfig) -> Result<Vec<Condition>, String> {
         ));
     }
     let fire_after_default = if key == "down" { 3 } else { 1 };
+    let defaults = RuleParams::default();
     let params = RuleParams {
         fire_after: c.after.unwrap_or(fire_after_default).max(1),
-        resolve_after: c.resolve_after.unwrap_or(2).max(1),
-        ..RuleParams::default()
+        resolve_after: c.resolve_after.unwrap_or(defaults.resolve_after).max(1),
+        keep_firing_for: c.keep_firing_for.map_or(defaults.keep_firing_for, |d| d.0),
+        flap_threshold: c.flap_threshold.unwrap_or(defaults.flap_threshold),
+        flap_window: c.flap_window.map_or(defaults.flap_window, |d| d.0),
     };
+    if params.flap_threshold < 2 {
+        return Err("flap_threshold must be at least 2 changes".into());
+    }
     let one = |name, severity: Severity, test| Condition {
         name,
         severity: c.severity.unwrap_or(severity),

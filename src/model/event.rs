@@ -43,7 +43,8 @@ pub struct Event {
     pub affected_areas: Vec<String>,
     pub affected_systems: Vec<String>,
     pub status_url: Option<String>,
-    pub incident: i64,
+    /// Unique across restarts and agents; event ids are built from it.
+    pub incident: String,
 }
 
 impl Event {

@@ -14,10 +14,10 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{DeliveryError, NotifyMetrics};
-use super::{append_path, parse_url, secret};
-use crate::config::PromDuration;
-use crate::store::{from_unix_ms, unix_ms, AmAlert, Store};
+use super::outbox::DeliveryError;
+use super::{append_path, parse_url, secret, Shared};
+use crate::model::{from_unix_ms, unix_ms, Event, PromDuration};
+use crate::store::AmAlert;
 
 /// How long a resolved alert keeps being sent.
 pub const RESOLVED_RESEND: Duration = Duration::from_secs(15 * 60);
@@ -101,6 +101,33 @@ pub fn payload(alert: &AmAlert, now: SystemTime, resend: Duration) -> Value {
     body
 }
 
+/// The agent's own alert as Alertmanager gets it: labels that say which agent, and the
+/// same re-send rules as every other alert.
+pub fn agent_payload(event: &Event, now: SystemTime, resend: Duration) -> Option<Value> {
+    let started = chrono::DateTime::parse_from_rfc3339(&event.started_at).ok()?;
+    let ended = match &event.ended_at {
+        Some(t) => Some(chrono::DateTime::parse_from_rfc3339(t).ok()?),
+        None => None,
+    };
+    if ended.is_some_and(|e| SystemTime::from(e) + RESOLVED_RESEND < now) {
+        return None;
+    }
+    let ends = ended.map_or(now + resend * 4, SystemTime::from);
+    Some(serde_json::json!({
+        "labels": {
+            "alertname": event.alertname,
+            "severity": event.severity.as_str(),
+            "target": event.target,
+            "check": event.check,
+        },
+        "annotations": {
+            "summary": format!("iocwatch cannot write its database: {}", event.note.as_deref().unwrap_or("")),
+        },
+        "startsAt": rfc3339(SystemTime::from(started)),
+        "endsAt": rfc3339(ends),
+    }))
+}
+
 /// The queue of one Alertmanager.
 pub struct AmSender {
     pub notifier: Arc<str>,
@@ -108,57 +135,61 @@ pub struct AmSender {
     pub spec: AlertmanagerSpec,
     pub timeout: Duration,
     pub client: reqwest::Client,
-    pub store: Arc<Store>,
     pub wake: Arc<Notify>,
-    pub metrics: NotifyMetrics,
+    pub shared: Shared,
 }
 
 impl AmSender {
-    pub async fn run(self, shutdown: CancellationToken) {
-        self.metrics.init(&self.notifier);
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let metrics = self.shared.metrics.clone();
+        metrics.init(&self.notifier);
         let mut resend = tokio::time::interval(self.spec.resend_interval);
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = resend.tick() => {}
                 () = self.wake.notified() => {}
+                _ = self.shared.agent_alert.changed() => {}
                 () = shutdown.cancelled() => return,
             }
             let now = SystemTime::now();
             let since = unix_ms(now) - i64::try_from(RESOLVED_RESEND.as_millis()).unwrap_or(0);
-            let alerts = match self.store.am_alerts(since) {
-                Ok(alerts) => alerts,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read alerts for Alertmanager");
-                    continue;
-                }
-            };
-            self.metrics
-                .queue
-                .with_label_values(&[&self.notifier])
-                .set(i64::try_from(alerts.len()).unwrap_or(i64::MAX));
-            for batch in alerts.chunks(BATCH) {
-                let body: Vec<Value> = batch
+            let mut body: Vec<Value> = match self.shared.store.am_alerts(since).await {
+                Ok(alerts) => alerts
                     .iter()
                     .map(|a| payload(a, now, self.spec.resend_interval))
-                    .collect();
+                    .collect(),
+                Err(error) => {
+                    // The agent-health alert below still goes out.
+                    tracing::error!(%error, "cannot read alerts for Alertmanager");
+                    Vec::new()
+                }
+            };
+            let agent = self.shared.agent_alert.borrow_and_update().clone();
+            if let Some(event) = agent {
+                body.extend(agent_payload(&event, now, self.spec.resend_interval));
+            }
+            metrics
+                .queue
+                .with_label_values(&[&self.notifier])
+                .set(i64::try_from(body.len()).unwrap_or(i64::MAX));
+            for batch in body.chunks(BATCH) {
                 let sent = tokio::select! {
-                    sent = self.post(&body) => sent,
+                    sent = self.post(batch) => sent,
                     () = shutdown.cancelled() => return,
                 };
                 // A failed batch is not retried by itself: the next re-send is the retry.
                 match sent {
-                    Ok(()) => self
-                        .metrics
+                    Ok(()) => metrics
                         .notifications
                         .with_label_values(&[&self.notifier, "success"])
                         .inc(),
                     Err(error) => {
-                        self.metrics
+                        metrics
                             .notifications
                             .with_label_values(&[&self.notifier, "failure"])
                             .inc();
-                        tracing::warn!(url = %self.url, %error, alerts = body.len(), "cannot send alerts to Alertmanager");
+                        tracing::warn!(url = %self.url, %error, alerts = batch.len(), "cannot send alerts to Alertmanager");
                     }
                 }
             }

@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::outbox::DeliveryError;
-use super::text::Message;
 use super::{append_path, parse_url, secret};
+use crate::model::text::Message;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Platform {

@@ -5,8 +5,8 @@
 use notify_rust::{Notification, Timeout, Urgency};
 
 use super::outbox::DeliveryError;
-use super::text::Message;
 use super::DesktopConfig;
+use crate::model::text::Message;
 use crate::model::Severity;
 use crate::model::{Event, EventStatus};
 

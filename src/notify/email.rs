@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::outbox::DeliveryError;
 use super::secret;
-use super::text::Message;
+use crate::model::text::Message;
 use crate::model::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

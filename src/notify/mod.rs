@@ -11,7 +11,7 @@ pub mod bot;
 pub mod desktop;
 pub mod email;
 pub mod outbox;
-pub mod text;
+
 pub mod webhook;
 pub mod zalo;
 
@@ -19,9 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::watch;
 
-use crate::config::{PromDuration, Spanned};
 pub use crate::model::{Event, EventStatus, Language};
+use crate::model::{PromDuration, Recorder, Spanned};
+use crate::store::Store;
 
 /// One entry of `alerting.notifiers`: a name, common settings, and exactly one kind.
 #[derive(Debug, Deserialize)]
@@ -231,6 +233,47 @@ pub fn parse_url(text: &str, what: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Wake-up handles of the notifier tasks, by notifier (and Alertmanager URL); shared with the
+/// tasks so that a reload that restarts them keeps the journal's handles valid. The journal
+/// wakes them after each commit that gives them something to do.
+#[derive(Default)]
+pub struct Wakes {
+    map: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl Wakes {
+    /// The handle of one queue: a notifier, or one Alertmanager of it (`sub`).
+    pub fn handle(&self, notifier: &str, sub: Option<&str>) -> Arc<tokio::sync::Notify> {
+        let key = match sub {
+            Some(sub) => format!("{notifier}\t{sub}"),
+            None => notifier.to_owned(),
+        };
+        // Poisoning needs a panic while the lock is held; nothing here can panic.
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(key).or_default())
+    }
+
+    pub fn wake_all(&self) {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for notify in map.values() {
+            notify.notify_one();
+        }
+    }
+}
+
+/// What every notifier task is given.
+#[derive(Clone)]
+pub struct Shared {
+    /// Reads the outbox and the alerts Alertmanager is sent.
+    pub store: Store,
+    /// Where deliveries are recorded.
+    pub recorder: Recorder,
+    pub wakes: Arc<Wakes>,
+    pub metrics: outbox::NotifyMetrics,
+    /// The agent's own alert (its database fails), delivered past the outbox.
+    pub agent_alert: watch::Receiver<Option<Event>>,
+}
+
 /// Runs one task per notifier (one per Alertmanager URL) and restarts them all when a
 /// reload changes the notifiers; unchanged notifiers keep running.
 pub struct Notifiers {
@@ -238,18 +281,14 @@ pub struct Notifiers {
     token: tokio_util::sync::CancellationToken,
     parent: tokio_util::sync::CancellationToken,
     tracker: tokio_util::task::TaskTracker,
-    store: Arc<crate::store::Store>,
-    wakes: Arc<crate::alert::engine::Wakes>,
-    metrics: outbox::NotifyMetrics,
+    shared: Shared,
     client: reqwest::Client,
 }
 
 impl Notifiers {
     pub fn start(
         specs: &[NotifierSpec],
-        store: Arc<crate::store::Store>,
-        wakes: Arc<crate::alert::engine::Wakes>,
-        metrics: outbox::NotifyMetrics,
+        shared: Shared,
         tracker: tokio_util::task::TaskTracker,
         parent: tokio_util::sync::CancellationToken,
     ) -> Result<Notifiers, reqwest::Error> {
@@ -262,9 +301,7 @@ impl Notifiers {
             token: parent.child_token(),
             parent,
             tracker,
-            store,
-            wakes,
-            metrics,
+            shared,
             client,
         };
         notifiers.apply(specs);
@@ -288,9 +325,8 @@ impl Notifiers {
                             spec: am.clone(),
                             timeout: spec.timeout,
                             client: self.client.clone(),
-                            store: Arc::clone(&self.store),
-                            wake: self.wakes.handle(&spec.name, Some(url.as_str())),
-                            metrics: self.metrics.clone(),
+                            wake: self.shared.wakes.handle(&spec.name, Some(url.as_str())),
+                            shared: self.shared.clone(),
                         };
                         self.tracker.spawn(sender.run(self.token.clone()));
                     }
@@ -298,9 +334,7 @@ impl Notifiers {
                 _ => match outbox::Worker::new(
                     spec.clone(),
                     self.client.clone(),
-                    Arc::clone(&self.store),
-                    self.wakes.handle(&spec.name, None),
-                    self.metrics.clone(),
+                    self.shared.clone(),
                 ) {
                     Ok(Some(worker)) => {
                         self.tracker.spawn(worker.run(self.token.clone()));

@@ -1,8 +1,10 @@
 //! The delivery loop of one notifier: take due rows from the outbox, deliver each under a
-//! timeout, mark it done only after the receiver accepted it, back off on failure. Killed
-//! between delivery and marking, the row is delivered again after the restart: at most one
-//! duplicate, never a loss.
+//! timeout, record what became of it (through the journal) only after the receiver
+//! answered, back off on failure. Killed between delivery and the commit of its result, the
+//! row is delivered again after the restart: at most one duplicate, never a loss. While the
+//! database cannot take results, the task remembers them itself and sends nothing twice.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,10 +12,11 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::text::render;
-use super::{NotifierKind, NotifierSpec};
-use crate::model::Event;
-use crate::store::{unix_ms, Store};
+use super::{NotifierKind, NotifierSpec, Shared};
+use crate::model::record::Delivery;
+use crate::model::text::render;
+use crate::model::{unix_ms, Event, Write};
+use crate::store::OutboxRow;
 
 /// Why a delivery failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,7 +91,7 @@ impl NotifyMetrics {
         self.queue.with_label_values(&[notifier]);
     }
 
-    fn count(&self, notifier: &str, result: &str) {
+    pub(super) fn count(&self, notifier: &str, result: &str) {
         self.notifications
             .with_label_values(&[notifier, result])
             .inc();
@@ -119,9 +122,37 @@ pub struct Worker {
     spec: NotifierSpec,
     sender: Sender,
     client: reqwest::Client,
-    store: Arc<Store>,
+    shared: Shared,
     wake: Arc<Notify>,
-    metrics: NotifyMetrics,
+}
+
+/// Rows whose delivery is settled but not yet committed by the journal, with the time
+/// until which they must not be tried again (for ever, for a delivered one). Without it a
+/// row would be delivered again at every turn while the database cannot take the result.
+#[derive(Default)]
+struct Settled(HashMap<i64, i64>);
+
+impl Settled {
+    /// Forgets rows that the store no longer lists as due (their result is committed) and
+    /// rows whose retry time has come.
+    fn refresh(&mut self, due: &[OutboxRow], now: i64) {
+        let listed: HashSet<i64> = due.iter().map(|r| r.id).collect();
+        self.0
+            .retain(|id, until| listed.contains(id) && *until > now);
+    }
+
+    fn holds(&self, id: i64) -> bool {
+        self.0.contains_key(&id)
+    }
+}
+
+/// Delivery of the agent's own alert, which does not go through the outbox (the outbox is
+/// in the database that fails).
+#[derive(Default)]
+struct AgentAlert {
+    delivered: Option<String>,
+    next_try: Option<tokio::time::Instant>,
+    attempts: u32,
 }
 
 impl Worker {
@@ -129,9 +160,7 @@ impl Worker {
     pub fn new(
         spec: NotifierSpec,
         client: reqwest::Client,
-        store: Arc<Store>,
-        wake: Arc<Notify>,
-        metrics: NotifyMetrics,
+        shared: Shared,
     ) -> Result<Option<Worker>, String> {
         let sender = match &spec.kind {
             NotifierKind::Alertmanager(_) => return Ok(None),
@@ -159,39 +188,57 @@ impl Worker {
                 return Err("desktop notifications need the `desktop` feature".into())
             }
         };
-        metrics.init(&spec.name);
+        shared.metrics.init(&spec.name);
+        let wake = shared.wakes.handle(&spec.name, None);
         Ok(Some(Worker {
             spec,
             sender,
             client,
-            store,
+            shared,
             wake,
-            metrics,
         }))
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let name = self.spec.name.clone();
+        let store = self.shared.store.clone();
         let mut dropped_seen = unix_ms(SystemTime::now());
+        let mut settled = Settled::default();
+        let mut agent = AgentAlert::default();
         loop {
             let now = unix_ms(SystemTime::now());
-            let due = match self.store.due(&name, now, 32) {
+            let due = match store.due(&name, now, 32).await {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(notifier = %name, %error, "cannot read the outbox");
                     Vec::new()
                 }
             };
-            for row in &due {
-                tokio::select! {
-                    () = self.attempt(row) => {}
+            settled.refresh(&due, now);
+            let todo: Vec<&OutboxRow> = due.iter().filter(|r| !settled.holds(r.id)).collect();
+            let attempted = todo.len();
+            for row in todo {
+                let result = tokio::select! {
+                    result = self.attempt(row) => result,
                     // The row stays undelivered on disk and goes out after the restart.
                     () = shutdown.cancelled() => return,
-                }
+                };
+                let until = match &result {
+                    Delivery::Retry { next, .. } => *next,
+                    _ => i64::MAX,
+                };
+                settled.0.insert(row.id, until);
+                self.shared.recorder.record(vec![Write::Delivery {
+                    id: row.id,
+                    at: unix_ms(SystemTime::now()),
+                    result,
+                }]);
             }
-            if let Ok(dropped) = self.store.dropped_since(&name, dropped_seen) {
+            self.agent_alert(&mut agent).await;
+            if let Ok(dropped) = store.dropped_since(&name, dropped_seen).await {
                 if dropped > 0 {
-                    self.metrics
+                    self.shared
+                        .metrics
                         .notifications
                         .with_label_values(&[&name, "dropped"])
                         .inc_by(dropped);
@@ -199,87 +246,124 @@ impl Worker {
                 }
                 dropped_seen = now + 1;
             }
-            if let Ok(pending) = self.store.pending(&name) {
-                self.metrics
+            if let Ok(pending) = store.pending(&name).await {
+                self.shared
+                    .metrics
                     .queue
                     .with_label_values(&[&name])
                     .set(i64::try_from(pending).unwrap_or(i64::MAX));
             }
-            if !due.is_empty() {
+            if attempted > 0 {
                 continue;
             }
-            let wait = match self.store.next_due(&name) {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10)),
+            // Rows settled but not yet committed are due on disk; their commit wakes us.
+            let mut wait = match store.next_due(&name).await {
+                Ok(Some(at)) if at > now => {
+                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0).max(10))
+                }
                 _ => Duration::from_secs(60),
             };
+            if let Some(next) = agent.next_try {
+                wait = wait.min(next.saturating_duration_since(tokio::time::Instant::now()));
+            }
             tokio::select! {
                 () = self.wake.notified() => {}
+                _ = self.shared.agent_alert.changed() => {}
                 () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => {}
                 () = shutdown.cancelled() => return,
             }
         }
     }
 
-    async fn attempt(&self, row: &crate::store::OutboxRow) {
+    /// Sends the agent's own alert (firing, then resolved) once each, retrying in memory.
+    async fn agent_alert(&mut self, state: &mut AgentAlert) {
+        let Some(event) = self.shared.agent_alert.borrow_and_update().clone() else {
+            return;
+        };
+        if state.delivered.as_deref() == Some(event.id.as_str())
+            || state
+                .next_try
+                .is_some_and(|t| t > tokio::time::Instant::now())
+        {
+            return;
+        }
+        match self.deliver(&event).await {
+            Ok(()) => {
+                self.shared.metrics.count(&self.spec.name, "success");
+                tracing::info!(notifier = %self.spec.name, event = %event.id, "agent-health notification delivered");
+                *state = AgentAlert {
+                    delivered: Some(event.id.clone()),
+                    ..AgentAlert::default()
+                };
+            }
+            Err(error) => {
+                self.shared.metrics.count(&self.spec.name, "failure");
+                tracing::warn!(notifier = %self.spec.name, event = %event.id, %error, "agent-health notification failed");
+                state.next_try = Some(tokio::time::Instant::now() + backoff(state.attempts));
+                state.attempts += 1;
+            }
+        }
+    }
+
+    async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {
+        let message = render(event, self.spec.language, self.spec.strip_diacritics);
+        let delivery = async {
+            match &self.sender {
+                Sender::Webhook(s) => {
+                    super::webhook::deliver(s, &self.client, event, &message).await
+                }
+                Sender::Bot(s) => super::bot::deliver(s, &self.client, &message).await,
+                Sender::ZaloOa(s) => s.deliver(&self.client, &self.shared, &message).await,
+                Sender::Email(s) => s.deliver(event, &message).await,
+                #[cfg(feature = "desktop")]
+                Sender::Desktop(c) => super::desktop::deliver(c, event, &message).await,
+            }
+        };
+        match tokio::time::timeout(self.spec.timeout, delivery).await {
+            Ok(result) => result,
+            Err(_) => Err(DeliveryError::Retry("timed out".into())),
+        }
+    }
+
+    /// One attempt at one row; what became of it, for the journal.
+    async fn attempt(&self, row: &OutboxRow) -> Delivery {
         let name = &*self.spec.name;
-        let now = || unix_ms(SystemTime::now());
         let event: Event = match serde_json::from_str(&row.payload) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(notifier = name, id = row.id, %error, "unreadable outbox row");
-                let _ = self
-                    .store
-                    .finish(row.id, "failed", Some("unreadable"), now());
-                self.metrics.count(name, "dropped");
-                return;
+                self.shared.metrics.count(name, "dropped");
+                return Delivery::Refused("unreadable".into());
             }
         };
-        let message = render(&event, self.spec.language, self.spec.strip_diacritics);
-        let delivery = async {
-            match &self.sender {
-                Sender::Webhook(s) => {
-                    super::webhook::deliver(s, &self.client, &event, &message).await
-                }
-                Sender::Bot(s) => super::bot::deliver(s, &self.client, &message).await,
-                Sender::ZaloOa(s) => s.deliver(&self.client, &self.store, &message).await,
-                Sender::Email(s) => s.deliver(&event, &message).await,
-                #[cfg(feature = "desktop")]
-                Sender::Desktop(c) => super::desktop::deliver(c, &event, &message).await,
-            }
-        };
-        let result = match tokio::time::timeout(self.spec.timeout, delivery).await {
-            Ok(result) => result,
-            Err(_) => Err(DeliveryError::Retry("timed out".into())),
-        };
-        let at = now();
-        let written = match result {
+        let at = unix_ms(SystemTime::now());
+        match self.deliver(&event).await {
             Ok(()) => {
-                self.metrics.count(name, "success");
+                self.shared.metrics.count(name, "success");
                 tracing::info!(notifier = name, event = %event.id, "notification delivered");
-                self.store.finish(row.id, "sent", None, at)
+                Delivery::Sent
             }
             Err(DeliveryError::Permanent(error)) => {
-                self.metrics.count(name, "failure");
+                self.shared.metrics.count(name, "failure");
                 tracing::warn!(notifier = name, event = %event.id, %error, "notification refused; not retried");
-                self.store.finish(row.id, "failed", Some(&error), at)
+                Delivery::Refused(error)
             }
             Err(DeliveryError::Retry(error)) => {
-                self.metrics.count(name, "failure");
+                self.shared.metrics.count(name, "failure");
                 let age = Duration::from_millis(u64::try_from(at - row.created_at).unwrap_or(0));
                 if age > MAX_AGE {
-                    self.metrics.count(name, "dropped");
+                    self.shared.metrics.count(name, "dropped");
                     tracing::warn!(notifier = name, event = %event.id, %error, "notification given up after a day");
-                    self.store.finish(row.id, "expired", Some(&error), at)
+                    Delivery::Expired(error)
                 } else {
                     let delay = backoff(row.attempts);
                     tracing::warn!(notifier = name, event = %event.id, %error, retry_in = ?delay, "notification failed");
-                    let next = at + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                    self.store.retry_at(row.id, next, &error)
+                    Delivery::Retry {
+                        next: at + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                        error,
+                    }
                 }
             }
-        };
-        if let Err(error) = written {
-            tracing::error!(notifier = name, %error, "cannot update the outbox");
         }
     }
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::outbox::DeliveryError;
-use super::text::Message;
 use super::{expand_env, parse_url, secret};
+use crate::model::text::Message;
 use crate::model::Event;
 
 #[derive(Debug, Deserialize)]
@@ -200,8 +200,8 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::text::{render, tests::event};
     use crate::model::Language;
-    use crate::notify::text::{render, tests::event};
 
     #[test]
     fn templates_fill_strings_and_stay_valid_json() {

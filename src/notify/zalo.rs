@@ -9,9 +9,10 @@ use tokio::sync::Mutex;
 
 use super::bot::truncate;
 use super::outbox::DeliveryError;
-use super::text::Message;
+use super::Shared;
 use super::{append_path, parse_url, secret};
-use crate::store::Store;
+use crate::model::text::Message;
+use crate::model::Write;
 
 /// The longest message text Zalo takes, in characters.
 const MAX_TEXT: usize = 2000;
@@ -80,11 +81,13 @@ impl ZaloOaConfig {
     }
 }
 
-/// The Official Account sender: holds the current access token.
+/// The Official Account sender: holds the current access token, and the latest refresh
+/// token in case the database has not taken it yet.
 pub struct OaSender {
     spec: ZaloOaSpec,
     kv_key: String,
     access_token: Mutex<Option<String>>,
+    refresh_token: Mutex<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -115,18 +118,25 @@ impl OaSender {
             kv_key: format!("zalo_oa/{notifier}/{}/refresh_token", spec.app_id),
             spec,
             access_token: Mutex::new(None),
+            refresh_token: Mutex::new(None),
         }
     }
 
     async fn refresh(
         &self,
         client: &reqwest::Client,
-        store: &Store,
+        shared: &Shared,
     ) -> Result<String, DeliveryError> {
-        let refresh_token = store
-            .kv(&self.kv_key)
-            .map_err(DeliveryError::retry)?
-            .unwrap_or_else(|| self.spec.refresh_token.clone());
+        let mut latest = self.refresh_token.lock().await;
+        let refresh_token = match latest.clone() {
+            Some(token) => token,
+            None => shared
+                .store
+                .kv(&self.kv_key)
+                .await
+                .map_err(DeliveryError::retry)?
+                .unwrap_or_else(|| self.spec.refresh_token.clone()),
+        };
         let response = client
             .post(self.spec.token_url.clone())
             .header("secret_key", &self.spec.secret_key)
@@ -142,10 +152,22 @@ impl OaSender {
         let reply: TokenReply = response.json().await.map_err(DeliveryError::retry)?;
         match (reply.access_token, reply.refresh_token) {
             (Some(access), Some(refresh)) => {
-                // Single-use: the old refresh token is dead from now on.
-                store
-                    .set_kv(&self.kv_key, &refresh)
-                    .map_err(DeliveryError::retry)?;
+                // Single-use: the old refresh token is dead from now on. Kept in memory at
+                // once, and on disk as soon as the journal can commit it.
+                *latest = Some(refresh.clone());
+                let stored = shared
+                    .recorder
+                    .record_and_wait(
+                        vec![Write::Kv {
+                            key: self.kv_key.clone(),
+                            value: refresh,
+                        }],
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await;
+                if !stored {
+                    tracing::warn!("the rotated Zalo refresh token is not on disk yet; kept in memory until it is");
+                }
                 Ok(access)
             }
             _ => Err(DeliveryError::Retry(format!(
@@ -159,7 +181,7 @@ impl OaSender {
     pub async fn deliver(
         &self,
         client: &reqwest::Client,
-        store: &Store,
+        shared: &Shared,
         message: &Message,
     ) -> Result<(), DeliveryError> {
         let mut token = self.access_token.lock().await;
@@ -167,7 +189,7 @@ impl OaSender {
             let access = match token.clone() {
                 Some(t) => t,
                 None => {
-                    let fresh = self.refresh(client, store).await?;
+                    let fresh = self.refresh(client, shared).await?;
                     *token = Some(fresh.clone());
                     fresh
                 }

@@ -17,9 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::baseline::{Baseline, Comparison};
 use super::{Detail, FailureReason};
-use crate::config::{FieldError, Spanned};
+use crate::model::{FieldError, Spanned};
 
 /// A DNS message over UDP without EDNS is at most 512 bytes; we accept what EDNS servers send.
 const MAX_UDP_RESPONSE: usize = 4096;
@@ -71,8 +70,6 @@ pub struct DnsProbe {
     expect_rcode: ResponseCode,
     expect_answers: Option<BTreeSet<String>>,
     answer_match: Option<Regex>,
-    /// The first answer set seen (sorted, one per line); later sets are compared with it.
-    pub(crate) baseline: Baseline,
 }
 
 #[derive(Debug)]
@@ -160,7 +157,6 @@ impl DnsProbe {
             expect_answers: (!config.expect_answers.is_empty())
                 .then(|| config.expect_answers.iter().map(|a| normalise(a)).collect()),
             answer_match,
-            baseline: Baseline::default(),
         })
     }
 
@@ -200,20 +196,12 @@ impl DnsProbe {
             .filter(|r| r.record_type() == self.record_type)
             .map(|r| normalise(&r.data.to_string()))
             .collect();
-        // Only a real answer may become the baseline, not an error or an empty set.
-        let settable =
-            response.metadata.response_code == ResponseCode::NoError && !answers.is_empty();
-        let joined = answers.iter().cloned().collect::<Vec<_>>().join("\n");
-        let changed = matches!(
-            self.baseline.compare(&joined, settable),
-            Comparison::Changed(_)
-        );
         let rcode = response.metadata.response_code;
         let detail = DnsDetail {
             rcode: u16::from(rcode),
             rcode_name: rcode.to_str(),
             answers: answers.iter().cloned().collect(),
-            changed,
+            changed: false,
         };
         let failure = if rcode != self.expect_rcode {
             Some(FailureReason::Dns)
@@ -232,11 +220,6 @@ impl DnsProbe {
         };
         (failure, Detail::Dns(Box::new(detail)))
     }
-
-    /// Forgets the baseline: the next answer set becomes the accepted one.
-    pub fn accept_change(&self) {
-        self.baseline.clear();
-    }
 }
 
 /// What a DNS round measured.
@@ -245,7 +228,7 @@ pub struct DnsDetail {
     pub rcode: u16,
     pub rcode_name: &'static str,
     pub answers: Vec<String>,
-    /// The answer set differs from the first one seen.
+    /// Set by the state: the answer set differs from its baseline.
     pub changed: bool,
 }
 
@@ -376,7 +359,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn answers_are_checked_and_a_change_is_noticed() {
+    async fn answers_are_checked_and_what_was_answered_is_reported() {
         let server = DnsServer::start().await;
         server.set("dichvucong.laocai.gov.vn", &["127.0.10.1", "127.0.10.2"]);
         let p = probe(
@@ -388,27 +371,23 @@ mod tests {
         assert_eq!(failure, None);
         assert_eq!(detail.rcode_name, "No Error");
         assert_eq!(detail.answers, ["127.0.10.1", "127.0.10.2"]);
-        assert!(!detail.changed);
+        assert!(
+            !detail.changed,
+            "the probe measures; the state judges changes"
+        );
 
-        // The answer changes (a hijacked record): a content failure, and `changed`.
+        // The answer changes (a hijacked record): a content failure, and the new answer.
         server.set("dichvucong.laocai.gov.vn", &["127.66.6.6"]);
         let (failure, detail) = run(&p).await;
         assert_eq!(failure, Some(FailureReason::Content));
-        assert!(detail.expect("detail").changed);
+        assert_eq!(detail.expect("detail").answers, ["127.66.6.6"]);
 
-        // Without expectations the change is still reported, against the first answer seen.
+        // Without expectations any answer is a success; what it was is reported.
         let watcher = probe(server.addr, "");
-        server.set("dichvucong.laocai.gov.vn", &["127.0.10.1"]);
-        assert!(!run(&watcher).await.1.expect("detail").changed);
         server.set("dichvucong.laocai.gov.vn", &["127.0.10.9"]);
         let (failure, detail) = run(&watcher).await;
         assert_eq!(failure, None);
-        assert!(detail.expect("detail").changed);
-        watcher.accept_change();
-        assert!(
-            !run(&watcher).await.1.expect("detail").changed,
-            "accepted as the new baseline"
-        );
+        assert_eq!(detail.expect("detail").answers, ["127.0.10.9"]);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::http_content::{ContentConfig, ContentFindings, ContentWatch};
 use super::http_security;
 use super::{Detail, FailureReason, IpFamily, ProbeContext};
-use crate::config::{FieldError, Spanned};
+use crate::model::{FieldError, Spanned};
 use crate::tls::{ca_tls_config, insecure_tls_config};
 
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
@@ -259,15 +259,9 @@ impl HttpProbe {
         &self.url
     }
 
-    pub(crate) fn content_baseline(&self) -> Option<&super::baseline::Baseline> {
-        self.content.as_ref().map(|c| &c.baseline)
-    }
-
-    /// Forgets the page baseline (after a legitimate change).
-    pub fn accept_change(&self) {
-        if let Some(watch) = &self.content {
-            watch.accept_change();
-        }
+    /// Whether the page is watched for defacement (and so has a baseline).
+    pub fn watches_content(&self) -> bool {
+        self.content.is_some()
     }
 
     pub async fn run(

@@ -1,21 +1,13 @@
-//! Defacement detection for HTTP checks with `content:`: the page, normalised (tags and
-//! configured regions such as a date or a visitor counter removed, whitespace folded), is
-//! compared with a baseline; a change is reported with a short summary of what changed.
-//! Forbidden phrases ("hacked by") fail the check at once.
-//!
-//! The baseline is the first page seen, kept by the running check across reloads of an
-//! unchanged config (not yet across restarts) and replaced by `iocwatch baseline accept`.
-
-use std::collections::BTreeSet;
+//! Defacement watch for HTTP checks with `content:`: the page is normalised (tags and
+//! configured regions such as a date or a visitor counter removed, whitespace folded) and
+//! searched for forbidden phrases ("hacked by"), which fail the check at once. The probe
+//! only measures: comparing the normalised page with its baseline is the state's business
+//! (`state::baseline`), which fills in `changed` and `summary`.
 
 use regex::Regex;
 use serde::Deserialize;
 
-use super::baseline::{Baseline, Comparison};
-use crate::config::{FieldError, Spanned};
-
-/// Longest excerpt of a changed line in the summary.
-const EXCERPT: usize = 120;
+use crate::model::{FieldError, Spanned};
 
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -32,14 +24,16 @@ pub struct ContentConfig {
 pub struct ContentWatch {
     ignore: Vec<Regex>,
     forbidden: Vec<String>,
-    pub(crate) baseline: Baseline,
 }
 
 /// What one page showed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContentFindings {
+    /// The page as compared: normalised, one line per block. Taken by the state's judge.
+    pub text: String,
+    /// Set by the state: the page differs from its baseline.
     pub changed: bool,
-    /// "3 lines added, 1 removed; first added: …" when changed.
+    /// Set by the state when changed: "3 lines added, 1 removed; first added: …".
     pub summary: Option<String>,
     pub forbidden_found: Vec<String>,
 }
@@ -74,7 +68,6 @@ impl ContentWatch {
                 .map(|f| f.to_lowercase())
                 .filter(|f| !f.is_empty())
                 .collect(),
-            baseline: Baseline::default(),
         })
     }
 
@@ -101,36 +94,13 @@ impl ContentWatch {
             .filter(|f| lower.contains(f.as_str()))
             .cloned()
             .collect();
-        let text = self.normalise(page);
-        // A page with a forbidden phrase never becomes the baseline.
-        let summary = match self.baseline.compare(&text, forbidden_found.is_empty()) {
-            Comparison::First | Comparison::Same => None,
-            Comparison::Changed(seen) => Some(summarise(&seen, &text)),
-        };
         ContentFindings {
-            changed: summary.is_some(),
-            summary,
+            text: self.normalise(page),
+            changed: false,
+            summary: None,
             forbidden_found,
         }
     }
-
-    /// Forgets the baseline: the next page becomes the accepted one.
-    pub fn accept_change(&self) {
-        self.baseline.clear();
-    }
-}
-
-fn summarise(before: &str, after: &str) -> String {
-    let old: BTreeSet<&str> = before.lines().collect();
-    let new: BTreeSet<&str> = after.lines().collect();
-    let added: Vec<&str> = after.lines().filter(|l| !old.contains(l)).collect();
-    let removed = before.lines().filter(|l| !new.contains(l)).count();
-    let mut summary = format!("{} lines added, {} removed", added.len(), removed);
-    if let Some(first) = added.first() {
-        let excerpt: String = first.chars().take(EXCERPT).collect();
-        summary.push_str(&format!("; first added: {excerpt:?}"));
-    }
-    summary
 }
 
 #[cfg(test)]
@@ -143,8 +113,8 @@ mod tests {
                 .iter()
                 .map(|p| Spanned {
                     value: (*p).to_owned(),
-                    referenced: crate::config::Location::UNKNOWN,
-                    defined: crate::config::Location::UNKNOWN,
+                    referenced: crate::model::Location::UNKNOWN,
+                    defined: crate::model::Location::UNKNOWN,
                 })
                 .collect(),
             forbidden: forbidden.iter().map(|f| (*f).to_owned()).collect(),
@@ -157,34 +127,23 @@ mod tests {
     #[test]
     fn ignored_regions_scripts_and_markup_do_not_count() {
         let w = watch(&[r"Hôm nay: \d+/\d+/\d+", r"Lượt truy cập: \d+"], &[]);
-        assert!(!w.assess(PAGE).changed, "first page becomes the baseline");
         let next_day = PAGE
             .replace("23/11/2026", "24/11/2026")
             .replace("10234", "10301")
             .replace("var t=1", "var t=2")
             .replace("<h1>", "<h1 class=\"x\">");
-        assert_eq!(w.assess(&next_day), ContentFindings::default());
+        assert_eq!(w.assess(PAGE), w.assess(&next_day));
+        assert_eq!(w.assess(PAGE).text, "Cổng thông tin điện tử tỉnh Lào Cai");
     }
 
     #[test]
-    fn a_defaced_page_is_a_change_with_a_summary() {
+    fn forbidden_phrases_are_found_whatever_their_case() {
         let w = watch(&[], &["hacked by"]);
-        w.assess(PAGE);
+        assert!(w.assess(PAGE).forbidden_found.is_empty());
         let defaced = "<html><body><h1>HACKED BY xyz</h1><p>your security is low</p></body></html>";
         let findings = w.assess(defaced);
-        assert!(findings.changed);
         assert_eq!(findings.forbidden_found, ["hacked by"]);
-        let summary = findings.summary.expect("summary");
-        assert!(
-            summary.starts_with("2 lines added, 3 removed; first added: \"HACKED BY xyz\""),
-            "{summary}"
-        );
-        w.accept_change();
-        assert!(!w.assess(defaced).changed, "accepted as the new baseline");
-        assert!(
-            !w.assess(defaced).forbidden_found.is_empty(),
-            "forbidden phrases are never accepted"
-        );
+        assert_eq!(findings.text, "HACKED BY xyz\nyour security is low");
     }
 
     #[test]
@@ -192,8 +151,8 @@ mod tests {
         let config = ContentConfig {
             ignore: vec![Spanned {
                 value: "(".to_owned(),
-                referenced: crate::config::Location::UNKNOWN,
-                defined: crate::config::Location::UNKNOWN,
+                referenced: crate::model::Location::UNKNOWN,
+                defined: crate::model::Location::UNKNOWN,
             }],
             forbidden: vec![],
         };

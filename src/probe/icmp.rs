@@ -13,7 +13,7 @@ use surge_ping::{Client, Config, PingIdentifier, PingSequence, SurgeError, ICMP}
 use tokio::time::Instant;
 
 use super::{resolve_one, Detail, FailureReason, IpFamily};
-use crate::config::{FieldError, PromDuration};
+use crate::model::{FieldError, PromDuration};
 
 const MAX_COUNT: u16 = 100;
 const MAX_PAYLOAD: u16 = 1400;

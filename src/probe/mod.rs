@@ -3,7 +3,6 @@
 //! A probe never fails with `Err`: whatever happens to the target is data in [`Outcome`], with a
 //! bounded [`FailureReason`] so that metric cardinality stays fixed.
 
-pub mod baseline;
 pub mod dns;
 pub mod http;
 pub mod http_content;
@@ -112,30 +111,14 @@ impl Probe {
         }
     }
 
-    /// Forgets the baselines the check compares against (DNS answers, certificate, page);
-    /// the next round sets new ones. Returns whether the check has a baseline at all.
-    pub fn accept_change(&self) -> bool {
+    /// Whether a round's result is compared with a baseline (DNS answers, certificate,
+    /// watched page), which `iocwatch baseline accept` replaces.
+    pub fn has_baseline(&self) -> bool {
         match self {
-            Probe::Dns(p) => p.accept_change(),
-            Probe::Tls(p) => p.accept_change(),
-            Probe::Http(p) => p.accept_change(),
-            Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => return false,
+            Probe::Dns(_) | Probe::Tls(_) => true,
+            Probe::Http(p) => p.watches_content(),
+            Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => false,
         }
-        true
-    }
-
-    /// Binds the check's baseline (if it has one) to the store under `key`.
-    pub fn attach_baseline(&self, store: &Arc<crate::store::Store>, key: &str) {
-        let baseline = match self {
-            Probe::Dns(p) => &p.baseline,
-            Probe::Tls(p) => &p.baseline,
-            Probe::Http(p) => match p.content_baseline() {
-                Some(b) => b,
-                None => return,
-            },
-            Probe::Icmp(_) | Probe::Tcp(_) | Probe::Ports(_) => return,
-        };
-        baseline.attach(Arc::clone(store), key.to_owned());
     }
 
     /// Values of the `port` label this check's series use (ports audits only).

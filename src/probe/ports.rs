@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{resolve_one, Detail, FailureReason};
-use crate::config::{FieldError, PromDuration};
+use crate::model::{FieldError, PromDuration};
 
 /// Ports that should rarely face the network from a public system: SSH, Telnet, SMB, RDP,
 /// MySQL, PostgreSQL, Redis, Elasticsearch.

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{resolve_one, Detail, FailureReason, IpFamily};
-use crate::config::{FieldError, Spanned};
+use crate::model::{FieldError, Spanned};
 
 /// The most of a banner we read; a service that sends more is not waited on.
 const MAX_BANNER: usize = 4096;
@@ -146,8 +146,8 @@ mod tests {
             port,
             expect_banner: banner.map(|b| Spanned {
                 value: b.to_owned(),
-                referenced: crate::config::Location::UNKNOWN,
-                defined: crate::config::Location::UNKNOWN,
+                referenced: crate::model::Location::UNKNOWN,
+                defined: crate::model::Location::UNKNOWN,
             }),
             ip_family: None,
         };
@@ -213,8 +213,8 @@ mod tests {
             port: 22,
             expect_banner: Some(Spanned {
                 value: "(".to_owned(),
-                referenced: crate::config::Location::UNKNOWN,
-                defined: crate::config::Location::UNKNOWN,
+                referenced: crate::model::Location::UNKNOWN,
+                defined: crate::model::Location::UNKNOWN,
             }),
             ip_family: None,
         };

@@ -21,10 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::baseline::{Baseline, Comparison};
 use super::tls_wire::{legacy_client_hello, smtp_starttls};
 use super::{resolve_one, Detail, FailureReason, IpFamily, ProbeContext};
-use crate::config::{FieldError, Spanned};
+use crate::model::{FieldError, Spanned};
 use crate::tls::{ca_roots, provider};
 
 const EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
@@ -78,8 +77,6 @@ pub struct TlsProbe {
     verifier: Option<Arc<WebPkiServerVerifier>>,
     check_legacy: bool,
     ip_family: Option<IpFamily>,
-    /// SHA-256 of the first leaf certificate seen.
-    pub(crate) baseline: Baseline,
 }
 
 impl std::fmt::Debug for TlsProbe {
@@ -148,7 +145,6 @@ impl TlsProbe {
             verifier,
             check_legacy: config.check_legacy,
             ip_family: config.ip_family,
-            baseline: Baseline::default(),
         })
     }
 
@@ -308,10 +304,6 @@ impl TlsProbe {
         if let Some(leaf_der) = h.chain.first() {
             let digest = ring::digest::digest(&ring::digest::SHA256, leaf_der);
             detail.fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            detail.fingerprint_changed = matches!(
-                self.baseline.compare(&detail.fingerprint, true),
-                Comparison::Changed(_)
-            );
         }
     }
 
@@ -349,11 +341,6 @@ impl TlsProbe {
             .flatten()
             .unwrap_or(false)
     }
-
-    /// Forgets the fingerprint baseline: the next certificate becomes the accepted one.
-    pub fn accept_change(&self) {
-        self.baseline.clear();
-    }
 }
 
 struct Handshake {
@@ -382,6 +369,7 @@ pub struct TlsDetail {
     pub key_bits: Option<u32>,
     /// SHA-256 of the leaf certificate, hex.
     pub fingerprint: String,
+    /// Set by the state: the fingerprint differs from its baseline.
     pub fingerprint_changed: bool,
     /// `("TLS1.0", accepted)`, `("TLS1.1", accepted)` when checked.
     pub legacy: Vec<(&'static str, bool)>,
@@ -651,11 +639,23 @@ mod tests {
         });
         let port = serve(|_| response("200 OK", "", "ok"), Some(wrap)).await;
         let p = probe(port, "check_legacy: false\n", None);
-        assert!(!run(&p, SOON).await.1.fingerprint_changed);
+        let before = run(&p, SOON).await.1.fingerprint;
+        assert_eq!(before.len(), 64, "SHA-256 in hex");
+        assert_eq!(
+            run(&p, SOON).await.1.fingerprint,
+            before,
+            "same certificate"
+        );
         flipped.store(true, Ordering::SeqCst);
-        assert!(run(&p, SOON).await.1.fingerprint_changed);
-        p.accept_change();
-        assert!(!run(&p, SOON).await.1.fingerprint_changed);
+        let after = run(&p, SOON).await.1;
+        assert_ne!(
+            after.fingerprint, before,
+            "a new certificate, a new fingerprint"
+        );
+        assert!(
+            !after.fingerprint_changed,
+            "the probe measures; the state judges"
+        );
     }
 
     #[tokio::test]

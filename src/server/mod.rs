@@ -15,16 +15,15 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::alert::engine::AlertsSnapshot;
+use crate::alert::AlertsSnapshot;
+use crate::journal::StoreHealth;
+use crate::state::StateMsg;
 use crate::status::Status;
+use crate::store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// A reload asked for over HTTP; the answer is the error text of a refused config.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
-/// "Accept the current content of this target as its baseline"; the answer is the names of
-/// the checks that had a baseline, or `None` for an unknown target.
-pub type AcceptRequest = (String, oneshot::Sender<Option<Vec<String>>>);
 
 #[derive(Clone)]
 pub struct ServerState {
@@ -32,12 +31,14 @@ pub struct ServerState {
     /// Cancelled when the agent begins to shut down: from then on it is no longer ready.
     pub shutdown: CancellationToken,
     pub reload: mpsc::Sender<ReloadRequest>,
-    pub accept: mpsc::Sender<AcceptRequest>,
+    /// Baseline acceptance goes to the state, which owns the baselines.
+    pub state: mpsc::Sender<StateMsg>,
     pub telemetry_path: String,
     pub status: watch::Receiver<Arc<Status>>,
     pub alerts: watch::Receiver<Arc<AlertsSnapshot>>,
+    pub store_health: watch::Receiver<StoreHealth>,
     /// For the incident history; read-only here.
-    pub store: Arc<crate::store::Store>,
+    pub store: Store,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -96,11 +97,27 @@ async fn healthy() -> &'static str {
 
 async fn ready(State(state): State<ServerState>) -> Response {
     // Serving means the config is loaded and every check scheduled (the server starts after
-    // both); a draining agent says it is not ready so that load balancers move on.
-    if !state.shutdown.is_cancelled() {
-        (StatusCode::OK, "Ready.\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Not ready.\n").into_response()
+    // both); a draining agent says it is not ready so that load balancers move on, and an
+    // agent whose database fails says so (its alerts wait for the database).
+    if state.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: shutting down.\n",
+        )
+            .into_response();
+    }
+    let health = state.store_health.borrow().clone();
+    match health.failing {
+        None => (StatusCode::OK, "Ready.\n").into_response(),
+        Some((since, error)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Not ready: the database fails since {} ({error}); {} writes wait for it.\n",
+                crate::model::rfc3339(since),
+                health.pending_writes
+            ),
+        )
+            .into_response(),
     }
 }
 
@@ -131,8 +148,8 @@ async fn accept_baseline(
 ) -> Response {
     let (reply, answer) = oneshot::channel();
     if state
-        .accept
-        .send((query.target.clone(), reply))
+        .state
+        .send(StateMsg::AcceptBaselines(query.target.clone(), reply))
         .await
         .is_err()
     {
@@ -192,21 +209,16 @@ async fn incidents_json(
     Query(query): Query<HistoryQuery>,
 ) -> Response {
     let days = i64::from(query.days.unwrap_or(90));
-    let since = crate::store::unix_ms(std::time::SystemTime::now()) - days * 86_400_000;
-    let store = Arc::clone(&state.store);
-    let read = tokio::task::spawn_blocking(move || {
-        Ok::<_, rusqlite::Error>((
-            store.incidents(since, 10_000)?,
-            store.maintenance_periods()?,
+    let since = crate::model::unix_ms(std::time::SystemTime::now()) - days * 86_400_000;
+    let read = async {
+        Ok::<_, crate::store::StoreError>((
+            state.store.incidents(since, 10_000).await?,
+            state.store.maintenance_periods().await?,
         ))
-    })
-    .await;
-    let time = |ms: i64| {
-        chrono::DateTime::<chrono::Utc>::from(crate::store::from_unix_ms(ms))
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
-    match read {
-        Ok(Ok((incidents, periods))) => {
+    let time = |ms: i64| crate::model::rfc3339(crate::model::from_unix_ms(ms));
+    match read.await {
+        Ok((incidents, periods)) => {
             let incidents: Vec<serde_json::Value> = incidents
                 .iter()
                 .map(|i| {
@@ -230,15 +242,15 @@ async fn incidents_json(
                 .collect();
             let maintenance: Vec<serde_json::Value> = periods
                 .iter()
-                .filter(|(_, _, end)| end.is_none_or(|e| e >= since))
-                .map(|(window, start, end)| {
-                    serde_json::json!({"window": window, "started_at": time(*start), "ended_at": end.map(time)})
+                .filter(|p| p.ended_at.is_none_or(|e| e >= since))
+                .map(|p| {
+                    serde_json::json!({"window": p.window, "started_at": time(p.started_at), "ended_at": p.ended_at.map(time)})
                 })
                 .collect();
             axum::Json(serde_json::json!({"incidents": incidents, "maintenance": maintenance}))
                 .into_response()
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!(%error, "cannot read incident history");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,11 +258,6 @@ async fn incidents_json(
             )
                 .into_response()
         }
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot read incident history\n",
-        )
-            .into_response(),
     }
 }
 

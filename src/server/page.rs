@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::alert::engine::AlertsSnapshot;
-use crate::state::TargetState;
+use crate::alert::AlertsSnapshot;
+use crate::reach::TargetState;
 use crate::status::{Counts, Status};
 
 /// Rows of the target table; beyond this the page points at the JSON API.
@@ -32,6 +32,7 @@ struct Texts {
     cause: &'static str,
     affects: &'static str,
     behind: &'static str,
+    uplink_down: &'static str,
     systems: &'static str,
     areas: &'static str,
     targets: &'static str,
@@ -68,6 +69,7 @@ const VI: Texts = Texts {
     cause: "Lỗi",
     affects: "ảnh hưởng {} đối tượng",
     behind: "do sự cố tại",
+    uplink_down: "mất đường truyền",
     systems: "Hệ thống dùng chung",
     areas: "Địa bàn",
     targets: "Đối tượng giám sát",
@@ -104,6 +106,7 @@ const EN: Texts = Texts {
     cause: "Reason",
     affects: "affects {} targets",
     behind: "behind",
+    uplink_down: "uplink down",
     systems: "Shared systems",
     areas: "Areas",
     targets: "Targets",
@@ -266,12 +269,20 @@ pub fn render(
                     t.affects.replace("{}", &i.affected.to_string())
                 );
             }
-            if let Some(upstream) = &i.behind {
+            if !i.root_causes.is_empty() {
                 let _ = write!(
                     cause,
                     " <span class=\"muted\">({} {})</span>",
                     t.behind,
-                    esc(upstream)
+                    esc(&i.root_causes.join(", "))
+                );
+            }
+            if !i.uplinks_down.is_empty() {
+                let _ = write!(
+                    cause,
+                    " <span class=\"muted\">({} {})</span>",
+                    t.uplink_down,
+                    esc(&i.uplinks_down.join(", "))
                 );
             }
             let _ = write!(
@@ -462,7 +473,7 @@ mod tests {
 
     #[test]
     fn alerts_show_their_root_cause_and_reach() {
-        use crate::alert::engine::AlertView;
+        use crate::alert::AlertView;
         let view = |target: &str, state: &'static str| AlertView {
             target: target.into(),
             check: "icmp".into(),
@@ -470,6 +481,7 @@ mod tests {
             severity: crate::model::Severity::Critical,
             state,
             flapping: false,
+            recovering: false,
             since: Some("2026-11-23T08:00:00Z".into()),
             value: None,
             note: None,
@@ -479,7 +491,7 @@ mod tests {
             affected_systems: Vec::new(),
             maintenance: None,
             notified: state == "firing",
-            incident: Some(1),
+            incident: Some("a1b2-1".into()),
         };
         let mut commune = view("ubnd-02947", "suppressed");
         commune.root_cause = vec!["gw-bao-yen".into()];
@@ -488,6 +500,7 @@ mod tests {
         gateway.affected_areas = vec!["Xã Bảo Yên".into()];
         let alerts = AlertsSnapshot {
             alerts: vec![commune, gateway, view("x", "pending")],
+            windows: Vec::new(),
         };
         let mut h = String::new();
         render_alerts(&mut h, &VI, &alerts);

@@ -3,13 +3,10 @@
 //! how much sits behind it, and a link to the status page. `strip_diacritics` turns the
 //! text into plain ASCII letters for SMS gateways.
 
-use crate::model::Language;
 use chrono::{DateTime, Utc};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::model::DEFAULT_TIME_ZONE;
-use crate::model::{AlertName, Severity};
-use crate::model::{Event, EventStatus};
+use super::{AlertName, Event, EventStatus, Language, Severity, DEFAULT_TIME_ZONE};
 
 /// A rendered message: a one-line title and a body of short lines.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,7 +308,7 @@ pub(crate) mod tests {
             affected_areas: vec!["Xã Bảo Yên".into(), "Xã Nghĩa Đô".into()],
             affected_systems: vec![],
             status_url: Some("http://127.0.0.1:10090/".into()),
-            incident: 7,
+            incident: "a1b2c3-7".into(),
         }
     }
 

@@ -1,0 +1,131 @@
+use std::time::{Duration, SystemTime};
+
+use prometheus::Registry;
+
+use super::*;
+use crate::alert::IncidentIds;
+use crate::model::record::Batch;
+use crate::probe::{Detail, FailureReason, Outcome};
+
+fn catalog(targets: &str) -> Arc<Catalog> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iocwatch.yaml");
+    let text = format!("areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{targets}");
+    std::fs::write(&path, text).expect("write");
+    Arc::new(crate::config::load(&path).expect("valid config").catalog)
+}
+
+fn state(
+    registry: &Registry,
+    catalog: &Arc<Catalog>,
+) -> (State, tokio::sync::mpsc::UnboundedReceiver<Batch>) {
+    let (recorder, inbox) = Recorder::channel();
+    let state = State::new(
+        registry.clone(),
+        Arc::clone(catalog),
+        Engine::new(IncidentIds::new("t")),
+        Baselines::default(),
+        recorder,
+    )
+    .expect("state");
+    (state, inbox)
+}
+
+fn result(target: &str, check: &str, ok: bool, detail: Detail) -> ProbeResult {
+    ProbeResult {
+        key: CheckKey {
+            target: Arc::from(target),
+            check: Arc::from(check),
+        },
+        outcome: Outcome {
+            duration: Duration::from_millis(5),
+            failure: (!ok).then_some(FailureReason::Timeout),
+            detail,
+        },
+        at: Instant::now(),
+        finished: SystemTime::now(),
+    }
+}
+
+#[tokio::test]
+async fn removing_a_ports_check_removes_its_port_series() {
+    let with_audit = catalog(
+        "  - {id: web, area: \"15\", address: 127.0.0.1, checks: [ports: {audit: [3389, 22]}]}\n",
+    );
+    let registry = Registry::new();
+    let (mut state, _journal) = state(&registry, &with_audit);
+    state.record(result(
+        "web",
+        "ports",
+        true,
+        Detail::Ports(Box::new(crate::probe::PortsDetail {
+            unexpected_open: vec![3389],
+            expected_closed: vec![],
+            audited: vec![22, 3389],
+        })),
+    ));
+    let text = crate::metrics::render(&registry);
+    assert!(
+        text.contains("port=\"3389\",system=\"\",target=\"web\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("port=\"22\",system=\"\",target=\"web\"} 0"),
+        "{text}"
+    );
+    let without =
+        catalog("  - {id: web, area: \"15\", address: 127.0.0.1, checks: [tcp: {port: 80}]}\n");
+    state.apply_catalog(without).expect("apply");
+    let text = crate::metrics::render(&registry);
+    assert!(!text.contains("iocwatch_port_unexpected_open{"), "{text}");
+}
+
+/// The rollups, the status page's incidents and the alert engine read one snapshot: a
+/// dual-homed commune down while only one uplink is down is its own fault everywhere.
+#[tokio::test]
+async fn rollups_status_and_alerts_agree_on_the_root_cause() {
+    let t = |id: &str, deps: &str| {
+        format!("  - {{id: {id}, area: \"15\", address: 127.0.0.1, depends_on: [{deps}], checks: [icmp: {{}}]}}\n")
+    };
+    let catalog =
+        catalog(&(t("tslcd", "") + &t("internet", "") + &t("commune", "tslcd, internet")));
+    let registry = Registry::new();
+    let (mut state, _journal) = state(&registry, &catalog);
+    for (id, ok) in [("tslcd", false), ("internet", true), ("commune", false)] {
+        state.record(result(id, "icmp", ok, Detail::None));
+    }
+    state.tick();
+    state.publish_status();
+    let status = state.subscribe().borrow().clone();
+    assert_eq!(
+        status.summary.down, 2,
+        "tslcd and the commune: {:?}",
+        status.summary
+    );
+    assert_eq!(status.summary.unreachable, 0);
+    let commune = status
+        .incidents
+        .iter()
+        .find(|i| i.target == "commune")
+        .expect("commune incident");
+    assert_eq!(commune.state, TargetState::Down);
+    assert!(commune.root_causes.is_empty(), "its own fault: {commune:?}");
+    assert_eq!(state.reach().state(2), TargetState::Down);
+    // Both uplinks down: unreachable everywhere, with both root causes.
+    state.record(result("internet", "icmp", false, Detail::None));
+    state.tick();
+    state.publish_status();
+    let status = state.subscribe().borrow().clone();
+    let commune = status
+        .incidents
+        .iter()
+        .find(|i| i.target == "commune")
+        .expect("commune incident");
+    assert_eq!(commune.state, TargetState::Unreachable);
+    assert_eq!(commune.root_causes, ["tslcd", "internet"]);
+    let text = crate::metrics::render(&registry);
+    assert!(
+        text.contains("iocwatch_area_targets{area=\"15\",state=\"unreachable\"} 1"),
+        "{text}"
+    );
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use iocwatch::probe::{CheckConfig, Detail, Kind, Probe, ProbeContext};
+use iocwatch::probe::{Kind, Probe, ProbeContext};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for an invalid config (EX_USAGE-like, as sysexits' 64).
@@ -282,72 +282,8 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Builds the check the same way the config loader does, from a one-line YAML (JSON) mapping.
-fn probe_config(kind: Kind, target: &str) -> Result<(CheckConfig, Option<String>), String> {
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let (yaml, address) = match kind {
-        Kind::Icmp => ("{\"icmp\": {}}".to_owned(), Some(target.to_owned())),
-        Kind::Ports => ("{\"ports\": {}}".to_owned(), Some(target.to_owned())),
-        Kind::Tls => {
-            let (host, port) = match target.rsplit_once(':') {
-                Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
-                    host.trim_start_matches('[').trim_end_matches(']'),
-                    port.parse::<u16>()
-                        .map_err(|_| format!("invalid port in {target:?}"))?,
-                ),
-                _ => (target, 443),
-            };
-            (
-                format!("{{\"tls\": {{\"port\": {port}}}}}"),
-                Some(host.to_owned()),
-            )
-        }
-        Kind::Tcp => {
-            let (host, port) = target
-                .rsplit_once(':')
-                .ok_or_else(|| format!("tcp target {target:?}: expected HOST:PORT"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid port in {target:?}"))?;
-            (
-                format!("{{\"tcp\": {{\"port\": {port}}}}}"),
-                Some(host.to_owned()),
-            )
-        }
-        Kind::Http => (
-            format!("{{\"http\": {{\"url\": {}}}}}", quoted(target)),
-            None,
-        ),
-        Kind::Dns => {
-            let (name, server) = target
-                .split_once('@')
-                .ok_or_else(|| format!("dns target {target:?}: expected NAME@SERVER, like dig"))?;
-            (
-                format!(
-                    "{{\"dns\": {{\"query\": {}, \"server\": {}}}}}",
-                    quoted(name),
-                    quoted(server)
-                ),
-                None,
-            )
-        }
-    };
-    let config: CheckConfig = serde_saphyr::from_str(&yaml).map_err(|e| e.to_string())?;
-    Ok((config, address))
-}
-
 async fn probe_once(kind: Kind, target: &str, timeout: Duration) -> ExitCode {
-    let probe = probe_config(kind, target).and_then(|(config, address)| {
-        Probe::build(&config, address.as_deref()).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    });
-    let probe = match probe {
+    let probe = match Probe::for_target(kind, target) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -356,92 +292,7 @@ async fn probe_once(kind: Kind, target: &str, timeout: Duration) -> ExitCode {
     };
     let ctx = ProbeContext::new();
     let outcome = probe.run(&ctx, tokio::time::Instant::now() + timeout).await;
-    let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1000.0);
-    match outcome.failure {
-        None => println!("{} {target}: ok in {}", probe.kind(), ms(outcome.duration)),
-        Some(reason) => println!(
-            "{} {target}: FAILED ({reason}) after {}",
-            probe.kind(),
-            ms(outcome.duration)
-        ),
-    }
-    match &outcome.detail {
-        Detail::None => {}
-        Detail::Icmp(stats) => {
-            println!(
-                "  sent {}, received {}, loss {:.0}%",
-                stats.sent,
-                stats.received(),
-                stats.loss_ratio() * 100.0
-            );
-            if let (Some(min), Some(avg), Some(max), Some(sd)) = (
-                stats.min(),
-                stats.avg(),
-                stats.max(),
-                stats.stddev_seconds(),
-            ) {
-                println!(
-                    "  rtt min/avg/max/stddev = {}/{}/{}/{:.3} ms",
-                    ms(min),
-                    ms(avg),
-                    ms(max),
-                    sd * 1000.0
-                );
-            }
-        }
-        Detail::Tcp { connect } => println!("  connect {}", ms(*connect)),
-        Detail::Tls(tls) => {
-            println!("  grade {} {}", tls.grade.letter(), tls.reasons.join("; "));
-            println!(
-                "  {} {} key {} issuer {}",
-                tls.version, tls.cipher, tls.key, tls.issuer
-            );
-            println!(
-                "  chain valid {}, hostname match {}",
-                tls.chain_valid, tls.hostname_match
-            );
-            if let Some(problem) = &tls.problem {
-                println!("  problem: {problem}");
-            }
-            for (version, accepted) in &tls.legacy {
-                println!("  {version} accepted: {accepted}");
-            }
-            if !tls.fingerprint.is_empty() {
-                println!("  sha256 {}", tls.fingerprint);
-            }
-        }
-        Detail::Ports(ports) => {
-            println!("  audited {:?}", ports.audited);
-            if !ports.unexpected_open.is_empty() {
-                println!("  UNEXPECTED OPEN {:?}", ports.unexpected_open);
-            }
-            if !ports.expected_closed.is_empty() {
-                println!("  expected open but closed {:?}", ports.expected_closed);
-            }
-        }
-        Detail::Dns(dns) => {
-            println!("  rcode {} ({})", dns.rcode_name, dns.rcode);
-            for answer in &dns.answers {
-                println!("  answer {answer}");
-            }
-        }
-        Detail::Http(http) => {
-            println!(
-                "  status {}, {:?}, {} bytes, {} redirect(s)",
-                http.status, http.version, http.body_bytes, http.redirects
-            );
-            for (phase, d) in http.phases.named() {
-                println!("  {phase:<10} {}", ms(d));
-            }
-            if let Some(not_after) = http.cert_not_after {
-                let left = not_after
-                    .duration_since(std::time::SystemTime::now())
-                    .map(|d| format!("{} days left", d.as_secs() / 86_400))
-                    .unwrap_or_else(|_| "EXPIRED".to_owned());
-                println!("  certificate valid until {not_after:?} ({left})");
-            }
-        }
-    }
+    print!("{kind} {target}: {outcome}");
     if outcome.success() {
         ExitCode::SUCCESS
     } else {

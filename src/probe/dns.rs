@@ -338,6 +338,16 @@ async fn exchange_tcp(
         .unwrap_or(Err(FailureReason::Timeout))
 }
 
+impl std::fmt::Display for DnsDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  rcode {} ({})", self.rcode_name, self.rcode)?;
+        for answer in &self.answers {
+            writeln!(f, "  answer {answer}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -585,6 +585,27 @@ fn cert_not_after(der: &[u8]) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+impl std::fmt::Display for HttpDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  status {}, {:?}, {} bytes, {} redirect(s)",
+            self.status, self.version, self.body_bytes, self.redirects
+        )?;
+        for (phase, d) in self.phases.named() {
+            writeln!(f, "  {phase:<10} {}", super::millis(d))?;
+        }
+        if let Some(not_after) = self.cert_not_after {
+            let left = not_after
+                .duration_since(SystemTime::now())
+                .map(|d| format!("{} days left", d.as_secs() / 86_400))
+                .unwrap_or_else(|_| "EXPIRED".to_owned());
+            writeln!(f, "  certificate valid until {not_after:?} ({left})")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,6 +329,31 @@ fn is_echo_reply(packet: &surge_ping::IcmpPacket) -> bool {
     }
 }
 
+impl std::fmt::Display for IcmpStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  sent {}, received {}, loss {:.0}%",
+            self.sent,
+            self.received(),
+            self.loss_ratio() * 100.0
+        )?;
+        if let (Some(min), Some(avg), Some(max), Some(sd)) =
+            (self.min(), self.avg(), self.max(), self.stddev_seconds())
+        {
+            writeln!(
+                f,
+                "  rtt min/avg/max/stddev = {}/{}/{}/{:.3} ms",
+                super::millis(min),
+                super::millis(avg),
+                super::millis(max),
+                sd * 1000.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

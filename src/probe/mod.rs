@@ -15,6 +15,7 @@ pub mod test_servers;
 pub mod tls;
 mod tls_wire;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +112,43 @@ impl Probe {
         }
     }
 
+    /// The check `iocwatch probe KIND TARGET` runs: what a config with only this target (and
+    /// every setting at its default) would give. TARGET is a host for icmp and ports,
+    /// HOST:PORT for tcp, HOST[:PORT] for tls, a URL for http, NAME@SERVER[:PORT] for dns.
+    pub fn for_target(kind: Kind, target: &str) -> Result<Probe, String> {
+        let (fields, address) = match kind {
+            Kind::Icmp => (serde_json::json!({}), Some(target)),
+            Kind::Ports => (serde_json::json!({}), Some(target)),
+            Kind::Tcp => {
+                let (host, port) = host_port(target)?
+                    .ok_or_else(|| format!("tcp target {target:?}: expected HOST:PORT"))?;
+                (serde_json::json!({ "port": port }), Some(host))
+            }
+            Kind::Tls => {
+                let (host, port) = host_port(target)?.unwrap_or((target, 443));
+                (serde_json::json!({ "port": port }), Some(host))
+            }
+            Kind::Http => (serde_json::json!({ "url": target }), None),
+            Kind::Dns => {
+                let (name, server) = target.split_once('@').ok_or_else(|| {
+                    format!("dns target {target:?}: expected NAME@SERVER, like dig")
+                })?;
+                (serde_json::json!({ "query": name, "server": server }), None)
+            }
+        };
+        let config = serde_json::from_value::<CheckConfig>(serde_json::json!({
+            kind.as_str(): fields
+        }))
+        .map_err(|e| e.to_string())?;
+        Probe::build(&config, address).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     /// Whether a round's result is compared with a baseline (DNS answers, certificate,
     /// watched page), which `iocwatch baseline accept` replaces.
     pub fn has_baseline(&self) -> bool {
@@ -186,6 +224,22 @@ impl Default for ProbeContext {
     }
 }
 
+/// `HOST:PORT` or `[V6]:PORT` split in two; `None` when there is no port.
+fn host_port(target: &str) -> Result<Option<(&str, u16)>, String> {
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port in {target:?}"))?;
+            Ok(Some((
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port,
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The result of one probe round.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -200,6 +254,32 @@ impl Outcome {
     pub fn success(&self) -> bool {
         self.failure.is_none()
     }
+}
+
+/// One line of verdict, then what was measured, one item per line: what `iocwatch probe`
+/// prints.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let took = millis(self.duration);
+        match self.failure {
+            None => writeln!(f, "ok in {took}")?,
+            Some(reason) => writeln!(f, "FAILED ({reason}) after {took}")?,
+        }
+        match &self.detail {
+            Detail::None => Ok(()),
+            Detail::Icmp(d) => d.fmt(f),
+            Detail::Tcp { connect } => writeln!(f, "  connect {}", millis(*connect)),
+            Detail::Http(d) => d.fmt(f),
+            Detail::Dns(d) => d.fmt(f),
+            Detail::Ports(d) => d.fmt(f),
+            Detail::Tls(d) => d.fmt(f),
+        }
+    }
+}
+
+/// A duration as people read a round trip: `0.042 ms`.
+pub(crate) fn millis(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[derive(Debug, Clone)]
@@ -254,4 +334,49 @@ pub enum IpFamily {
     V4,
     #[serde(rename = "ip6")]
     V6,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_on_the_command_line_becomes_the_check_a_config_would_give() {
+        let tcp = Probe::for_target(Kind::Tcp, "127.0.0.1:22").expect("tcp");
+        assert_eq!(tcp.kind(), Kind::Tcp);
+        assert!(matches!(
+            Probe::for_target(Kind::Tls, "[::1]:8443"),
+            Ok(Probe::Tls(_))
+        ));
+        assert!(matches!(
+            Probe::for_target(Kind::Tls, "portal.example"),
+            Ok(Probe::Tls(_))
+        ));
+        let icmp = Probe::for_target(Kind::Icmp, "127.0.0.1").expect("icmp");
+        assert_eq!(
+            icmp.min_round_time(),
+            Duration::from_millis(400),
+            "3 echoes, 200 ms apart by default"
+        );
+        assert!(matches!(
+            Probe::for_target(Kind::Dns, "portal.example@127.0.0.1:5353"),
+            Ok(Probe::Dns(_))
+        ));
+        assert!(matches!(
+            Probe::for_target(Kind::Http, "http://127.0.0.1:10090/"),
+            Ok(Probe::Http(_))
+        ));
+        let wrong = [
+            (Kind::Tcp, "127.0.0.1", "expected HOST:PORT"),
+            (Kind::Tcp, "127.0.0.1:99999", "invalid port"),
+            (Kind::Dns, "portal.example", "expected NAME@SERVER"),
+            (Kind::Http, "not a url", "url"),
+        ];
+        for (kind, target, says) in wrong {
+            match Probe::for_target(kind, target) {
+                Err(e) => assert!(e.contains(says), "{kind} {target}: {e}"),
+                Ok(_) => panic!("{kind} {target} accepted"),
+            }
+        }
+    }
 }

@@ -168,6 +168,19 @@ pub struct PortsDetail {
     pub audited: Vec<u16>,
 }
 
+impl std::fmt::Display for PortsDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  audited {:?}", self.audited)?;
+        if !self.unexpected_open.is_empty() {
+            writeln!(f, "  UNEXPECTED OPEN {:?}", self.unexpected_open)?;
+        }
+        if !self.expected_closed.is_empty() {
+            writeln!(f, "  expected open but closed {:?}", self.expected_closed)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

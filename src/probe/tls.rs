@@ -515,6 +515,37 @@ fn key_description(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String
     }
 }
 
+impl std::fmt::Display for TlsDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  grade {} {}",
+            self.grade.letter(),
+            self.reasons.join("; ")
+        )?;
+        writeln!(
+            f,
+            "  {} {} key {} issuer {}",
+            self.version, self.cipher, self.key, self.issuer
+        )?;
+        writeln!(
+            f,
+            "  chain valid {}, hostname match {}",
+            self.chain_valid, self.hostname_match
+        )?;
+        if let Some(problem) = &self.problem {
+            writeln!(f, "  problem: {problem}")?;
+        }
+        for (version, accepted) in &self.legacy {
+            writeln!(f, "  {version} accepted: {accepted}")?;
+        }
+        if !self.fingerprint.is_empty() {
+            writeln!(f, "  sha256 {}", self.fingerprint)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 # prometheus (scrapes a test agent and evaluates every dashboard and rule query),
 # prometheus-alertmanager (receives the agent's alerts), python3-aiosmtpd (an SMTP server
 # for the e-mail notifier), dbus + python3-dbusmock (a session bus with a notification
-# server for desktop notifications).
+# server for desktop notifications), mount + util-linux + e2fsprogs (the fault suite's
+# tmpfs that fills up and ext4 image that turns read-only; python3 holds a database lock
+# and answers ICMP in a test host).
 packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd
-  python3 python3-aiosmtpd dbus python3-dbusmock)
+  python3 python3-aiosmtpd dbus python3-dbusmock mount util-linux e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod process;
 pub mod receivers;
 
 use std::net::SocketAddr;

@@ -151,21 +151,69 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub async fn start(webhook: SocketAddr) -> Alertmanager {
+        Self::start_peer(webhook, None).await
+    }
+
+    /// `n` Alertmanagers gossiping on loopback as one cluster (`--cluster.listen-address`,
+    /// `--cluster.peer`), each routing to `webhook`: an HA pair when `n` is 2.
+    pub async fn cluster(webhook: SocketAddr, n: usize) -> Vec<Alertmanager> {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut members = Vec::new();
+        for (i, &port) in ports.iter().enumerate() {
+            let peers: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| format!("127.0.0.1:{p}"))
+                .collect();
+            members.push(Self::start_peer(webhook, Some((port, peers))).await);
+        }
+        members
+    }
+
+    async fn start_peer(webhook: SocketAddr, cluster: Option<(u16, Vec<String>)>) -> Alertmanager {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = format!(
             "route:\n  receiver: hook\n  group_by: [alertname, target]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{webhook}/am\n        send_resolved: true\n"
         );
         std::fs::write(dir.path().join("am.yml"), config).expect("write");
         let port = free_port();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
+        let mut command = Command::new("prometheus-alertmanager");
+        command
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        match &cluster {
+            None => {
+                command.arg("--cluster.listen-address=");
+            }
+            Some((gossip, peers)) => {
+                command
+                    .arg(format!("--cluster.listen-address=127.0.0.1:{gossip}"))
+                    .arg(format!("--cluster.advertise-address=127.0.0.1:{gossip}"))
+                    // Loopback: settle fast, and wait little for a peer before notifying.
+                    .arg("--cluster.settle-timeout=2s")
+                    .arg("--cluster.peer-timeout=3s")
+                    .arg("--cluster.gossip-interval=100ms")
+                    .arg("--cluster.pushpull-interval=1s");
+                for peer in peers {
+                    command.arg(format!("--cluster.peer={peer}"));
+                }
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("prometheus-alertmanager must be installed (Debian package prometheus-alertmanager)");
+            .expect(
+            "prometheus-alertmanager must be installed (Debian package prometheus-alertmanager)",
+        );
         let am = Alertmanager {
             child,
             url: format!("http://127.0.0.1:{port}"),

@@ -250,6 +250,12 @@ def agent():
           [ts("sum by (instance, notifier) (iocwatch_notification_queue_length)", "{{instance}} {{notifier}}")])
     p.add("timeseries", "Cảnh báo theo trạng thái", "Alerts by state (firing, suppressed, maintenance, pending) and severity.",
           [ts("sum by (state, severity) (iocwatch_alerts)", "{{state}} {{severity}}")], w=24)
+    p.add("stat", "Cơ sở dữ liệu", "1 while the agent's database takes writes; 0 while commits fail (alerts wait in memory).",
+          [ts("iocwatch_store_healthy", "{{instance}}", instant=True)], w=8, h=5,
+          thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}])
+    p.add("timeseries", "Ghi chờ cơ sở dữ liệu", "Writes waiting for a commit, and failed commits, per agent.",
+          [ts("iocwatch_store_pending_writes", "{{instance}} waiting"),
+           ts("increase(iocwatch_store_errors_total[$__rate_interval])", "{{instance}} errors")], w=16, h=5)
     return dashboard("iocwatch-agent", "iocwatch — Sức khỏe tác tử",
                      "Agent self-health: scheduler lateness, probes in flight, reloads, notifications.", p)
 

@@ -360,7 +360,7 @@ targets:
             }
         }
     }
-    assert_eq!(seen_rules, 25);
+    assert_eq!(seen_rules, 26);
     assert!(
         failures.is_empty(),
         "{} queries failed:\n{}",

@@ -33,8 +33,13 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --version 3.8.0 --locked --quiet
 fi
+# cargo-deny checks what enters the build (deny.toml says why advisories are not checked here).
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install cargo-deny --version 0.20.2 --locked --quiet
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q
+cargo deny --locked check licenses bans sources
 cargo test --all-features --locked

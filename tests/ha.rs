@@ -67,7 +67,10 @@ targets:
                     .map(|a| {
                         (
                             a["status"].as_str().unwrap_or_default().to_owned(),
-                            a["labels"]["alertname"].as_str().unwrap_or_default().to_owned(),
+                            a["labels"]["alertname"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
                         )
                     })
                     .collect::<Vec<_>>()

@@ -114,7 +114,7 @@ impl Probe {
 
     /// The check `iocwatch probe KIND TARGET` runs: what a config with only this target (and
     /// every setting at its default) would give. TARGET is a host for icmp and ports,
-    /// HOST:PORT for tcp, HOST[:PORT] for tls, a URL for http, NAME@SERVER[:PORT] for dns.
+    /// `HOST:PORT` for tcp, `HOST[:PORT]` for tls, a URL for http, `NAME@SERVER[:PORT]` for dns.
     pub fn for_target(kind: Kind, target: &str) -> Result<Probe, String> {
         let (fields, address) = match kind {
             Kind::Icmp => (serde_json::json!({}), Some(target)),

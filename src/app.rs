@@ -42,6 +42,12 @@ pub struct Options {
     pub shard: Option<Shard>,
     /// Directory of the embedded database; without one, baselines live in memory only.
     pub storage: Option<PathBuf>,
+    /// The exporter-toolkit web config file: TLS, basic auth, headers.
+    pub web_config: Option<PathBuf>,
+    /// `POST /-/reload` without a user (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+    /// Baseline acceptance over HTTP without a user (`--web.enable-admin-api`).
+    pub enable_admin_api: bool,
 }
 
 impl Options {
@@ -54,6 +60,9 @@ impl Options {
             watch: true,
             shard: None,
             storage: None,
+            web_config: None,
+            enable_lifecycle: false,
+            enable_admin_api: false,
         }
     }
 }
@@ -75,6 +84,8 @@ pub enum AppError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot set up the notifiers' HTTP client: {0}")]
     Http(reqwest::Error),
+    #[error("invalid web config: {0}")]
+    WebConfig(String),
 }
 
 /// A started agent: where it listens, and how to wait for it to stop.
@@ -120,6 +131,10 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         notifiers: notifier_specs,
     } = load(&options.config, options.shard)?;
     let catalog = Arc::new(catalog);
+    let web = Arc::new(match &options.web_config {
+        Some(path) => server::WebConfigFile::open(path).map_err(AppError::WebConfig)?,
+        None => server::WebConfigFile::none(),
+    });
     let store = match &options.storage {
         Some(dir) => {
             let store = Store::open(dir).await?;
@@ -227,6 +242,17 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         alerts,
         store_health: journal_watch.health,
         store,
+        web,
+        lifecycle: options.enable_lifecycle,
+        admin_api: options.enable_admin_api,
+        hosts: catalog
+            .alerting
+            .external_url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .into_iter()
+            .collect(),
     };
     tracker.spawn(server::serve(listeners, server_state, shutdown.clone()));
 

@@ -58,6 +58,15 @@ struct Cli {
         requires = "shard_index"
     )]
     shard_count: Option<u32>,
+    /// The exporter-toolkit web config file: TLS, client certificates, basic auth, headers.
+    #[arg(long = "web.config.file", global = true)]
+    web_config: Option<PathBuf>,
+    /// Allow `POST /-/reload` without a user of the web config (as Prometheus's flag).
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
+    /// Allow baseline acceptance over HTTP without a user of the web config.
+    #[arg(long = "web.enable-admin-api", global = true)]
+    enable_admin_api: bool,
     #[arg(long = "log.level", global = true, default_value = "info")]
     log_level: LogLevel,
     #[arg(long = "log.format", global = true, default_value = "logfmt")]
@@ -74,6 +83,11 @@ enum Command {
     Baseline {
         #[command(subcommand)]
         action: BaselineAction,
+    },
+    /// Ask the running agent to read its config again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        agent: AgentClient,
     },
     /// Run one probe now and print what it measured.
     Probe {
@@ -94,10 +108,103 @@ enum BaselineAction {
     /// running agent takes them as the new baselines.
     Accept {
         target: String,
-        /// The running agent.
-        #[arg(long, default_value = "http://127.0.0.1:10090")]
-        agent: String,
+        #[command(flatten)]
+        agent: AgentClient,
     },
+}
+
+/// How a command reaches the running agent.
+#[derive(clap::Args)]
+struct AgentClient {
+    /// The running agent.
+    #[arg(long, default_value = "http://127.0.0.1:10090")]
+    agent: String,
+    /// A user of the agent's web config (basic auth).
+    #[arg(long = "web.user", requires = "password_file")]
+    user: Option<String>,
+    /// The file holding that user's password.
+    #[arg(long = "web.password-file", requires = "user")]
+    password_file: Option<PathBuf>,
+    /// The CA that signed the agent's certificate (HTTPS).
+    #[arg(long = "web.ca-file")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate, when the agent asks for one.
+    #[arg(long = "web.cert-file", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    #[arg(long = "web.key-file", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+impl AgentClient {
+    /// POSTs an admin request to the agent and prints its answer.
+    async fn post(&self, path: &str, query: &[(&str, &str)]) -> ExitCode {
+        let fail = |message: String| {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        };
+        let roots = match &self.ca_file {
+            Some(ca) => match iocwatch::tls::ca_roots(&ca.to_string_lossy()) {
+                Ok(roots) => roots,
+                Err(e) => return fail(e),
+            },
+            None => iocwatch::tls::system_roots().as_ref().clone(),
+        };
+        let (cert, key) = (
+            self.cert_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            self.key_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        let identity = cert.as_deref().zip(key.as_deref());
+        let tls = match iocwatch::tls::client_config(roots, identity) {
+            Ok(tls) => tls,
+            Err(e) => return fail(e),
+        };
+        let client = match reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot build an HTTP client: {e}")),
+        };
+        let base = format!("{}{path}", self.agent.trim_end_matches('/'));
+        let url = match reqwest::Url::parse_with_params(&base, query) {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("invalid --agent {:?}: {e}", self.agent);
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        };
+        // The header tells the agent this is not a form some web page submitted.
+        let mut request = client.post(url).header("X-Requested-By", "iocwatch-cli");
+        if let (Some(user), Some(file)) = (&self.user, &self.password_file) {
+            let password = match std::fs::read_to_string(file) {
+                Ok(p) => p.trim_end_matches(['\n', '\r']).to_owned(),
+                Err(e) => return fail(format!("cannot read --web.password-file: {e}")),
+            };
+            request = request.basic_auth(user, Some(password));
+        }
+        match request.send().await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if ok {
+                    println!("{}", body.trim());
+                    ExitCode::SUCCESS
+                } else {
+                    fail(format!("{status}: {}", body.trim()))
+                }
+            }
+            Err(e) => fail(format!(
+                "cannot reach the agent at {}: {}",
+                self.agent,
+                e.without_url()
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,7 +263,8 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&cli.config),
         Command::Baseline {
             action: BaselineAction::Accept { target, agent },
-        } => runtime.block_on(accept_baseline(agent, target)),
+        } => runtime.block_on(agent.post("/api/v1/baselines/accept", &[("target", target)])),
+        Command::Reload { agent } => runtime.block_on(agent.post("/-/reload", &[])),
         Command::Probe {
             kind,
             target,
@@ -195,6 +303,9 @@ async fn run(cli: &Cli) -> ExitCode {
     options.listen = (!cli.listen.is_empty()).then(|| cli.listen.clone());
     options.telemetry_path = cli.telemetry_path.clone();
     options.storage = Some(cli.storage_path.clone());
+    options.web_config.clone_from(&cli.web_config);
+    options.enable_lifecycle = cli.enable_lifecycle;
+    options.enable_admin_api = cli.enable_admin_api;
     if let (Some(index), Some(count)) = (cli.shard_index, cli.shard_count) {
         if count == 0 || index >= count {
             eprintln!("--shard.index {index} must be below --shard.count {count}");
@@ -219,48 +330,6 @@ async fn run(cli: &Cli) -> ExitCode {
     agent.wait().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Asks the running agent (which owns the baselines) to accept the target's current content.
-async fn accept_baseline(agent: &str, target: &str) -> ExitCode {
-    let client = match reqwest::Client::builder()
-        .use_preconfigured_tls(rustls::ClientConfig::clone(
-            &iocwatch::tls::system_tls_config(),
-        ))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot build an HTTP client: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let base = format!("{}/api/v1/baselines/accept", agent.trim_end_matches('/'));
-    let url = match reqwest::Url::parse_with_params(&base, [("target", target)]) {
-        Ok(url) => url,
-        Err(e) => {
-            eprintln!("invalid --agent {agent:?}: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
-    };
-    let sent = client.post(url).send().await;
-    match sent {
-        Ok(response) => {
-            let ok = response.status().is_success();
-            let body = response.text().await.unwrap_or_default();
-            if ok {
-                println!("{}", body.trim());
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{}", body.trim());
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("cannot reach the agent at {agent}: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

@@ -64,6 +64,30 @@ pub fn ca_roots(path: &str) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
+/// A client that trusts `roots` and, when given, shows a certificate of its own (for an
+/// agent whose web config asks for client certificates).
+pub fn client_config(
+    roots: rustls::RootCertStore,
+    identity: Option<(&str, &str)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let Some((cert_file, key_file)) = identity else {
+        return Ok(root_config(roots));
+    };
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the certificate {cert_file:?}: {e}"))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("cannot read the key {key_file:?}: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = builder
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    Ok(finish(config))
+}
+
 pub fn insecure_tls_config() -> Arc<rustls::ClientConfig> {
     let provider = provider();
     let verifier = Arc::new(AcceptAnyCert(Arc::clone(&provider)));

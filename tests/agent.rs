@@ -268,9 +268,18 @@ async fn reload_applies_good_configs_and_refuses_bad_ones() {
     write(&agent.path("iocwatch.yaml"), &bad);
     let (status, body) = agent.post("/-/reload").await;
     assert_eq!(status, 500, "{body}");
+    // An anonymous caller learns only that it failed; check-config says where and why.
+    assert!(body.contains("config refused"), "{body}");
+    assert!(!body.contains("colour"), "{body}");
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
+        .args(["check-config", "-c"])
+        .arg(agent.path("iocwatch.yaml"))
+        .output()
+        .expect("check-config");
+    let errors = String::from_utf8_lossy(&checked.stderr);
     assert!(
-        body.contains("iocwatch.yaml:23:5: unknown field `colour`"),
-        "{body}"
+        errors.contains("iocwatch.yaml:23:5: unknown field `colour`"),
+        "{errors}"
     );
     let m = agent.metrics().await;
     assert_eq!(

@@ -142,14 +142,15 @@ async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
     assert!(mail["message_id"]
         .as_str()
         .is_some_and(|id| id.ends_with("-firing@iocwatch>")));
-    let m = agent.metrics().await;
-    assert_eq!(
-        m.value(
-            "iocwatch_notifications_total",
-            &[("notifier", "oncall-mail"), ("result", "success")]
-        ),
-        Some(1.0)
-    );
+    // The server wrote the mail before the agent read its last reply: wait for the count.
+    agent
+        .wait_for(WAIT, "the delivery counted", |m| {
+            m.value(
+                "iocwatch_notifications_total",
+                &[("notifier", "oncall-mail"), ("result", "success")],
+            ) == Some(1.0)
+        })
+        .await;
     agent.stop().await;
 }
 

@@ -1,13 +1,17 @@
 //! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, the status page
 //! at `/` and `/api/v1/status`. It reads shared snapshots and sends reload requests; it owns
-//! no state of its own.
+//! no state of its own. Every request passes `guard` (web config: TLS, basic auth, headers;
+//! the Host a loopback listener answers to); admin actions pass `guard::admin` too.
 
+mod guard;
+mod listen;
 mod page;
+pub mod web_config;
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Extension, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,6 +25,9 @@ use crate::state::StateMsg;
 use crate::status::Status;
 use crate::store::Store;
 use tokio_util::sync::CancellationToken;
+
+use guard::Authenticated;
+pub use web_config::WebConfigFile;
 
 /// A reload asked for over HTTP; the answer is the error text of a refused config.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -39,6 +46,15 @@ pub struct ServerState {
     pub store_health: watch::Receiver<StoreHealth>,
     /// For the incident history; read-only here.
     pub store: Store,
+    /// TLS, users and headers (`--web.config.file`).
+    pub web: Arc<WebConfigFile>,
+    /// `--web.enable-lifecycle`: reload over HTTP without a user.
+    pub lifecycle: bool,
+    /// `--web.enable-admin-api`: baseline acceptance over HTTP without a user.
+    pub admin_api: bool,
+    /// Host names besides loopback ones that a loopback listener answers to (the
+    /// external URL's).
+    pub hosts: Vec<String>,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -57,25 +73,20 @@ pub fn router(state: ServerState) -> Router {
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload).put(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
 /// Serves on every listener until `shutdown`.
 pub async fn serve(listeners: Vec<TcpListener>, state: ServerState, shutdown: CancellationToken) {
+    let web = Arc::clone(&state.web);
     let app = router(state);
-    let servers = listeners.into_iter().map(|listener| {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let addr = listener.local_addr().ok();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(?addr, %error, "HTTP server stopped");
-            }
-        }
-    });
+    let servers = listeners
+        .into_iter()
+        .map(|listener| listen::serve(listener, app.clone(), Arc::clone(&web), shutdown.clone()));
     futures_util::future::join_all(servers).await;
 }
 
@@ -121,16 +132,35 @@ async fn ready(State(state): State<ServerState>) -> Response {
     }
 }
 
-async fn reload(State(state): State<ServerState>) -> Response {
+async fn reload(
+    State(state): State<ServerState>,
+    Extension(authenticated): Extension<Authenticated>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = guard::admin(
+        &headers,
+        state.lifecycle,
+        authenticated,
+        "--web.enable-lifecycle",
+    ) {
+        return (StatusCode::FORBIDDEN, refused).into_response();
+    }
     let (reply, answer) = oneshot::channel();
     if state.reload.send(reply).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     match answer.await {
         Ok(Ok(())) => (StatusCode::OK, "config reloaded\n").into_response(),
-        Ok(Err(errors)) => (
+        // The errors name files and values: only a known user sees them here; the log
+        // and `iocwatch check-config` have them for everyone else.
+        Ok(Err(errors)) if authenticated.0 => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("config refused, the running one is kept:\n{errors}\n"),
+        )
+            .into_response(),
+        Ok(Err(_)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config refused, the running one is kept; the agent's log and `iocwatch check-config` say why\n",
         )
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
@@ -144,8 +174,18 @@ struct AcceptQuery {
 
 async fn accept_baseline(
     State(state): State<ServerState>,
+    Extension(authenticated): Extension<Authenticated>,
+    headers: HeaderMap,
     Query(query): Query<AcceptQuery>,
 ) -> Response {
+    if let Err(refused) = guard::admin(
+        &headers,
+        state.admin_api,
+        authenticated,
+        "--web.enable-admin-api",
+    ) {
+        return (StatusCode::FORBIDDEN, refused).into_response();
+    }
     let (reply, answer) = oneshot::channel();
     if state
         .state
@@ -174,19 +214,21 @@ struct PageQuery {
     lang: Option<String>,
 }
 
-async fn status_page(
-    State(state): State<ServerState>,
-    Query(query): Query<PageQuery>,
-) -> Html<String> {
+async fn status_page(State(state): State<ServerState>, Query(query): Query<PageQuery>) -> Response {
     let snapshot = Arc::clone(&state.status.borrow());
     let alerts = Arc::clone(&state.alerts.borrow());
     let english = query.lang.as_deref() == Some("en");
-    Html(page::render(
+    let mut response = Html(page::render(
         &snapshot,
         &alerts,
         english,
         &state.telemetry_path,
     ))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, page::csp());
+    response
 }
 
 /// Alerts that are pending, firing, suppressed or in maintenance, with root cause and reach.

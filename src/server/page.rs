@@ -192,6 +192,22 @@ fn counts(counts: &Counts) -> String {
     )
 }
 
+/// The page's Content-Security-Policy: nothing loads but its own inline style (by hash),
+/// nothing may frame it, no script runs.
+pub fn csp() -> axum::http::HeaderValue {
+    static POLICY: std::sync::LazyLock<axum::http::HeaderValue> = std::sync::LazyLock::new(|| {
+        use base64::Engine;
+        let digest = ring::digest::digest(&ring::digest::SHA256, STYLE.as_bytes());
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+        let policy = format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        );
+        axum::http::HeaderValue::from_str(&policy)
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("default-src 'none'"))
+    });
+    POLICY.clone()
+}
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#10151c;color:#e8edf3}\
 #alerts tr.firing td:first-child{border-left:4px solid #e5484d}#alerts tr.suppressed,#alerts tr.maintenance{opacity:.75}\
 header{padding:12px 20px;background:#1b2430;display:flex;flex-wrap:wrap;align-items:baseline;gap:16px}\

@@ -38,6 +38,9 @@ impl TestAgent {
         }
         let mut options = iocwatch::Options::new(dir.path().join(files[0].0));
         options.listen = Some(vec!["127.0.0.1:0".parse().expect("addr")]);
+        // Tests reload and accept baselines over HTTP; tests/web.rs checks the refusals.
+        options.enable_lifecycle = true;
+        options.enable_admin_api = true;
         adjust(&mut options);
         let shutdown = CancellationToken::new();
         let agent = iocwatch::start(options, shutdown.clone())
@@ -68,8 +71,15 @@ impl TestAgent {
         (status, response.text().await.expect("body"))
     }
 
+    /// An admin POST, as the CLI sends it (`X-Requested-By`).
     pub async fn post(&self, path: &str) -> (u16, String) {
-        let response = self.client.post(self.url(path)).send().await.expect("POST");
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("X-Requested-By", "test")
+            .send()
+            .await
+            .expect("POST");
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
     }

@@ -79,6 +79,9 @@ impl ContentWatch {
             text = re.replace_all(&text, "").into_owned();
         }
         let text = TAGS.replace_all(&text, "\n");
+        // The text as a reader sees it: `&lt;script&gt;` is `<script>` (escaped once, when
+        // shown), and `&nbsp;` is a space.
+        let text = html_escape::decode_html_entities(&text);
         text.lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .filter(|l| !l.is_empty())
@@ -87,15 +90,18 @@ impl ContentWatch {
     }
 
     pub fn assess(&self, page: &str) -> ContentFindings {
+        let text = self.normalise(page);
+        // In the markup and in the text as read (an entity can hide a phrase in the markup).
         let lower = page.to_lowercase();
+        let read = text.to_lowercase();
         let forbidden_found: Vec<String> = self
             .forbidden
             .iter()
-            .filter(|f| lower.contains(f.as_str()))
+            .filter(|f| lower.contains(f.as_str()) || read.contains(f.as_str()))
             .cloned()
             .collect();
         ContentFindings {
-            text: self.normalise(page),
+            text,
             changed: false,
             summary: None,
             forbidden_found,
@@ -134,6 +140,14 @@ mod tests {
             .replace("<h1>", "<h1 class=\"x\">");
         assert_eq!(w.assess(PAGE), w.assess(&next_day));
         assert_eq!(w.assess(PAGE).text, "Cổng thông tin điện tử tỉnh Lào Cai");
+    }
+
+    #[test]
+    fn entities_are_read_as_text_so_they_are_escaped_once_when_shown() {
+        let w = watch(&[], &["hacked by"]);
+        let findings = w.assess("<p>&lt;script&gt;alert(1)&lt;/script&gt; Hacked&nbsp;by x</p>");
+        assert_eq!(findings.text, "<script>alert(1)</script> Hacked by x");
+        assert_eq!(findings.forbidden_found, ["hacked by"]);
     }
 
     #[test]

@@ -4,81 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::receivers::{free_port, receiver, wait_until};
+use common::receivers::{free_port, receiver, wait_until, SmtpServer};
 use common::{down_target_config, write, TestAgent};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// aiosmtpd from Debian (python3-aiosmtpd): STARTTLS and AUTH required; each message is
-/// written as JSON (decoded headers and body) into `out`.
-struct SmtpServer {
-    child: Child,
-}
-
-const SMTP_SERVER: &str = r#"
-import email, email.policy, json, os, ssl, sys
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-port, cert, key, out = sys.argv[1:5]
-tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-tls.load_cert_chain(cert, key)
-class Handler:
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        record = {
-            "rcpt": envelope.rcpt_tos,
-            "from": envelope.mail_from,
-            "tls": session.ssl is not None,
-            "authenticated": bool(session.authenticated),
-            "subject": str(msg["subject"]),
-            "message_id": str(msg["message-id"]),
-            "body": msg.get_body().get_content(),
-        }
-        path = os.path.join(out, "%d.json" % len(os.listdir(out)))
-        with open(path + ".tmp", "w") as f:
-            json.dump(record, f, ensure_ascii=False)
-        os.rename(path + ".tmp", path)
-        return "250 OK"
-def authenticate(server, session, envelope, mechanism, data):
-    ok = isinstance(data, LoginPassword) and data.login == b"ioc" and data.password == b"s3cret"
-    return AuthResult(success=ok)
-controller = Controller(Handler(), hostname="127.0.0.1", port=int(port), tls_context=tls,
-    require_starttls=True, auth_required=True, auth_require_tls=True, authenticator=authenticate)
-controller.start()
-print("ready", flush=True)
-sys.stdin.read()
-controller.stop()
-"#;
-
-impl SmtpServer {
-    fn start(port: u16, cert: &str, key: &str, out: &str) -> SmtpServer {
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", SMTP_SERVER, &port.to_string(), cert, key, out])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with aiosmtpd (Debian python3-aiosmtpd) must be installed");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
-        SmtpServer { child }
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"");
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
@@ -94,6 +25,7 @@ async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
     let port = free_port();
     let _smtp = SmtpServer::start(
         port,
+        "s3cret",
         &cert_path.to_string_lossy(),
         &key_path.to_string_lossy(),
         &out.to_string_lossy(),

@@ -16,6 +16,7 @@ mod event;
 mod field;
 mod locale;
 pub mod record;
+mod secret;
 pub mod text;
 
 pub use alert::{AlertName, Severity};
@@ -26,6 +27,7 @@ pub use event::{Event, EventStatus};
 pub use field::{FieldError, Location, Spanned};
 pub use locale::{Language, DEFAULT_TIME_ZONE};
 pub use record::{Recorder, Write};
+pub use secret::{redacted, Secret};
 
 /// Milliseconds since the epoch, the unit of every time in the durable record; a clock
 /// before 1970 reads as 0.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::DeliveryError;
 use super::{append_path, parse_url, secret, Shared};
-use crate::model::{from_unix_ms, unix_ms, Event, PromDuration};
+use crate::model::{from_unix_ms, redacted, unix_ms, Event, PromDuration, Secret};
 use crate::store::AmAlert;
 
 /// How long a resolved alert keeps being sent.
@@ -37,11 +37,22 @@ pub struct AlertmanagerConfig {
     pub bearer_token_file: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AlertmanagerSpec {
     pub urls: Vec<reqwest::Url>,
     pub resend_interval: Duration,
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for AlertmanagerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redacted(u.as_str())).collect();
+        f.debug_struct("AlertmanagerSpec")
+            .field("urls", &urls)
+            .field("resend_interval", &self.resend_interval)
+            .field("bearer_token", &self.bearer_token)
+            .finish()
+    }
 }
 
 impl AlertmanagerConfig {
@@ -189,7 +200,7 @@ impl AmSender {
                             .notifications
                             .with_label_values(&[&self.notifier, "failure"])
                             .inc();
-                        tracing::warn!(url = %self.url, %error, alerts = batch.len(), "cannot send alerts to Alertmanager");
+                        tracing::warn!(url = %redacted(self.url.as_str()), %error, alerts = batch.len(), "cannot send alerts to Alertmanager");
                     }
                 }
             }
@@ -199,12 +210,12 @@ impl AmSender {
     async fn post(&self, body: &[Value]) -> Result<(), DeliveryError> {
         let mut request = self.client.post(self.url.clone()).json(body);
         if let Some(token) = &self.spec.bearer_token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = tokio::time::timeout(self.timeout, request.send())
             .await
             .map_err(|_| DeliveryError::Retry("timed out".into()))?
-            .map_err(DeliveryError::retry)?;
+            .map_err(DeliveryError::http)?;
         DeliveryError::from_status(response.status())
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::outbox::DeliveryError;
 use super::{append_path, parse_url, secret};
 use crate::model::text::Message;
+use crate::model::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Platform {
@@ -54,9 +55,22 @@ pub struct BotConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotSpec {
-    pub send_url: reqwest::Url,
+    /// The API's base URL; the token joins it only in the request.
+    pub api: reqwest::Url,
+    pub token: Secret,
     pub chat_id: String,
     pub max_text: usize,
+}
+
+impl BotSpec {
+    /// `{api}/bot{token}/sendMessage`: the URL holds the token, so it is built for the
+    /// request and never kept or printed.
+    fn send_url(&self) -> Result<reqwest::Url, String> {
+        append_path(
+            &self.api,
+            &[&format!("bot{}", self.token.expose()), "sendMessage"],
+        )
+    }
 }
 
 impl BotConfig {
@@ -67,12 +81,15 @@ impl BotConfig {
             "bot_token",
         )?;
         let api = self.api_url.as_deref().unwrap_or(platform.default_api());
-        let base = parse_url(api, &format!("{} api_url", platform.key()))?;
-        Ok(BotSpec {
-            send_url: append_path(&base, &[&format!("bot{token}"), "sendMessage"])?,
+        let api = parse_url(api, &format!("{} api_url", platform.key()))?;
+        let spec = BotSpec {
+            api,
+            token,
             chat_id: self.chat_id,
             max_text: platform.max_text(),
-        })
+        };
+        spec.send_url()?;
+        Ok(spec)
     }
 }
 
@@ -98,22 +115,25 @@ pub async fn deliver(
     client: &reqwest::Client,
     message: &Message,
 ) -> Result<(), DeliveryError> {
+    let url = spec.send_url().map_err(DeliveryError::Permanent)?;
     let response = client
-        .post(spec.send_url.clone())
+        .post(url)
         .json(&serde_json::json!({
             "chat_id": spec.chat_id,
             "text": truncate(&message.text(), spec.max_text),
         }))
         .send()
         .await
-        .map_err(DeliveryError::retry)?;
+        .map_err(DeliveryError::http)?;
     DeliveryError::from_status(response.status())?;
-    let reply: Reply = response.json().await.map_err(DeliveryError::retry)?;
+    let reply: Reply = response.json().await.map_err(DeliveryError::http)?;
     if reply.ok {
         Ok(())
     } else {
+        // The API's own words, without the token should it quote our request.
+        let said = reply.description.unwrap_or_else(|| "ok: false".into());
         Err(DeliveryError::Permanent(
-            reply.description.unwrap_or_else(|| "ok: false".into()),
+            said.replace(spec.token.expose(), "***"),
         ))
     }
 }
@@ -133,9 +153,10 @@ mod tests {
         .build(Platform::Telegram)
         .expect("valid");
         assert_eq!(
-            spec.send_url.as_str(),
+            spec.send_url().expect("url").as_str(),
             "https://api.telegram.org/bot123456:ABC-def/sendMessage"
         );
+        assert!(!format!("{spec:?}").contains("ABC-def"), "{spec:?}");
         assert_eq!(spec.max_text, 4096);
     }
 

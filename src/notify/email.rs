@@ -13,6 +13,7 @@ use super::outbox::DeliveryError;
 use super::secret;
 use crate::model::text::Message;
 use crate::model::Event;
+use crate::model::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,7 +51,7 @@ pub struct EmailSpec {
     pub port: u16,
     pub tls: TlsMode,
     pub ca_pem: Option<Vec<u8>>,
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, Secret)>,
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
 }
@@ -130,7 +131,8 @@ impl EmailSender {
             .tls(tls)
             .timeout(Some(timeout));
         if let Some((user, password)) = &spec.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         Ok(EmailSender {
             transport: builder.build(),

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use crate::model::{Event, EventStatus, Language};
-use crate::model::{PromDuration, Recorder, Spanned};
+use crate::model::{PromDuration, Recorder, Secret, Spanned};
 use crate::store::Store;
 
 /// One entry of `alerting.notifiers`: a name, common settings, and exactly one kind.
@@ -179,15 +179,30 @@ impl NotifierConfig {
 }
 
 /// A secret from the config: the value itself (with `${VAR}` taken from the environment), or
-/// the contents of `*_file` (trailing newline removed), never both.
-pub fn secret(value: Option<&str>, file: Option<&str>, what: &str) -> Result<String, String> {
+/// the contents of `*_file` (trailing newline removed), never both. Errors never print the
+/// value, the file's content, or a `*_file` value that does not look like a path (the
+/// secret itself written there by mistake).
+pub fn secret(value: Option<&str>, file: Option<&str>, what: &str) -> Result<Secret, String> {
     match (value, file) {
         (Some(_), Some(_)) => Err(format!("give `{what}` or `{what}_file`, not both")),
         (None, None) => Err(format!("`{what}` or `{what}_file` is required")),
-        (Some(v), None) => expand_env(v),
+        (Some(v), None) => expand_env(v).map(Secret::new),
         (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| format!("cannot read {what}_file {path:?}: {e}")),
+            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+            .map_err(|e| {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                    std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+                    _ => "cannot be read".to_owned(),
+                };
+                if path.contains('/') && !path.contains(char::is_whitespace) {
+                    format!("cannot read {what}_file {path:?}: {reason}")
+                } else {
+                    format!(
+                        "{what}_file names no readable file ({reason}); it takes the path of a file that holds the secret, not the secret itself"
+                    )
+                }
+            }),
     }
 }
 
@@ -346,6 +361,8 @@ impl Notifiers {
                 },
             }
             tracing::info!(notifier = %spec.name, kind = spec.kind.as_str(), "notifier started");
+            // Secrets print as `***` and URLs without their user, password and query.
+            tracing::debug!(notifier = %spec.name, settings = ?spec.kind, "notifier settings");
         }
     }
 }
@@ -358,7 +375,9 @@ mod tests {
     fn secrets_come_from_the_value_the_environment_or_a_file() {
         std::env::set_var("IOCWATCH_TEST_SECRET_A", "s3cret");
         assert_eq!(
-            secret(Some("Bearer ${IOCWATCH_TEST_SECRET_A}"), None, "token").as_deref(),
+            secret(Some("Bearer ${IOCWATCH_TEST_SECRET_A}"), None, "token")
+                .as_ref()
+                .map(Secret::expose),
             Ok("Bearer s3cret")
         );
         assert_eq!(
@@ -370,10 +389,19 @@ mod tests {
         std::fs::write(&path, "from-file\n").expect("write");
         let path = path.to_string_lossy().into_owned();
         assert_eq!(
-            secret(None, Some(&path), "token").as_deref(),
+            secret(None, Some(&path), "token")
+                .as_ref()
+                .map(Secret::expose),
             Ok("from-file")
         );
         assert!(secret(Some("a"), Some(&path), "token").is_err());
         assert!(secret(None, None, "token").is_err());
+        // The secret itself written where a file name belongs is not echoed back.
+        let mistaken =
+            secret(None, Some("hunter2-the-password"), "password").expect_err("no such file");
+        assert!(!mistaken.contains("hunter2"), "{mistaken}");
+        assert!(mistaken.contains("not the secret itself"), "{mistaken}");
+        let missing = secret(None, Some("/etc/iocwatch/missing"), "password").expect_err("missing");
+        assert!(missing.contains("/etc/iocwatch/missing"), "{missing}");
     }
 }

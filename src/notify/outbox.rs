@@ -38,6 +38,21 @@ impl DeliveryError {
         DeliveryError::Permanent(e.to_string())
     }
 
+    /// A failed HTTP request. reqwest puts the URL in its errors, and Telegram and Zalo
+    /// put the bot token in the URL's path: the message is the error and its causes,
+    /// without the URL.
+    pub fn http(e: reqwest::Error) -> DeliveryError {
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        DeliveryError::Retry(message)
+    }
+
     pub fn from_status(status: reqwest::StatusCode) -> Result<(), DeliveryError> {
         if status.is_success() {
             Ok(())

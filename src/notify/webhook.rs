@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::outbox::DeliveryError;
 use super::{expand_env, parse_url, secret};
 use crate::model::text::Message;
-use crate::model::Event;
+use crate::model::{redacted, Event, Secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,11 +29,23 @@ pub struct WebhookConfig {
     pub body: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct WebhookSpec {
+    /// May hold a user and password, or a token in its query: printed only redacted.
     pub url: reqwest::Url,
-    pub headers: Vec<(String, String)>,
+    /// Header values often carry a token: all kept as secrets.
+    pub headers: Vec<(String, Secret)>,
     pub body: Option<Value>,
+}
+
+impl std::fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &redacted(self.url.as_str()))
+            .field("headers", &self.headers)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// Placeholders a body template may use.
@@ -63,7 +75,7 @@ impl WebhookConfig {
         for (name, value) in &self.headers {
             reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("invalid header name {name:?}"))?;
-            headers.push((name.clone(), expand_env(value)?));
+            headers.push((name.clone(), Secret::new(expand_env(value)?)));
         }
         if self.bearer_token.is_some() || self.bearer_token_file.is_some() {
             let token = secret(
@@ -71,7 +83,10 @@ impl WebhookConfig {
                 self.bearer_token_file.as_deref(),
                 "bearer_token",
             )?;
-            headers.push(("authorization".into(), format!("Bearer {token}")));
+            headers.push((
+                "authorization".into(),
+                Secret::new(format!("Bearer {}", token.expose())),
+            ));
         }
         if let Some(body) = &self.body {
             check_template(body)?;
@@ -191,9 +206,9 @@ pub async fn deliver(
         .header("idempotency-key", &event.id)
         .json(&body);
     for (name, value) in &spec.headers {
-        request = request.header(name, value);
+        request = request.header(name, value.expose());
     }
-    let response = request.send().await.map_err(DeliveryError::retry)?;
+    let response = request.send().await.map_err(DeliveryError::http)?;
     DeliveryError::from_status(response.status())
 }
 

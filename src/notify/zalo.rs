@@ -12,7 +12,7 @@ use super::outbox::DeliveryError;
 use super::Shared;
 use super::{append_path, parse_url, secret};
 use crate::model::text::Message;
-use crate::model::Write;
+use crate::model::{Secret, Write};
 
 /// The longest message text Zalo takes, in characters.
 const MAX_TEXT: usize = 2000;
@@ -49,8 +49,8 @@ fn default_oauth() -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZaloOaSpec {
     pub app_id: String,
-    pub secret_key: String,
-    pub refresh_token: String,
+    pub secret_key: Secret,
+    pub refresh_token: Secret,
     pub user_id: String,
     pub message_url: reqwest::Url,
     pub token_url: reqwest::Url,
@@ -134,12 +134,12 @@ impl OaSender {
                 .store
                 .kv(&self.kv_key)
                 .await
-                .map_err(DeliveryError::retry)?
-                .unwrap_or_else(|| self.spec.refresh_token.clone()),
+                .map_err(|e| DeliveryError::Retry(e.to_string()))?
+                .unwrap_or_else(|| self.spec.refresh_token.expose().to_owned()),
         };
         let response = client
             .post(self.spec.token_url.clone())
-            .header("secret_key", &self.spec.secret_key)
+            .header("secret_key", self.spec.secret_key.expose())
             .form(&[
                 ("refresh_token", refresh_token.as_str()),
                 ("app_id", self.spec.app_id.as_str()),
@@ -147,9 +147,9 @@ impl OaSender {
             ])
             .send()
             .await
-            .map_err(DeliveryError::retry)?;
+            .map_err(DeliveryError::http)?;
         DeliveryError::from_status(response.status())?;
-        let reply: TokenReply = response.json().await.map_err(DeliveryError::retry)?;
+        let reply: TokenReply = response.json().await.map_err(DeliveryError::http)?;
         match (reply.access_token, reply.refresh_token) {
             (Some(access), Some(refresh)) => {
                 // Single-use: the old refresh token is dead from now on. Kept in memory at
@@ -203,9 +203,9 @@ impl OaSender {
                 }))
                 .send()
                 .await
-                .map_err(DeliveryError::retry)?;
+                .map_err(DeliveryError::http)?;
             DeliveryError::from_status(response.status())?;
-            let reply: OaReply = response.json().await.map_err(DeliveryError::retry)?;
+            let reply: OaReply = response.json().await.map_err(DeliveryError::http)?;
             if reply.error == 0 {
                 return Ok(());
             }

@@ -290,8 +290,10 @@ impl HttpProbe {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                tracing::debug!(url = %self.url, error = ?e, "request failed");
-                return (Some(classify(&e)), Detail::None);
+                let reason = classify(&e);
+                // A check's URL may hold a user and password or a token: never in the log.
+                tracing::debug!(url = %crate::model::redacted(self.url.as_str()), error = %e.without_url(), "request failed");
+                return (Some(reason), Detail::None);
             }
         };
         let headers_at = started.elapsed();

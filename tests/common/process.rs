@@ -31,13 +31,14 @@ impl AgentProcess {
             RUN.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = std::fs::File::create(&log).expect("log file");
+        let stdout = stderr.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_iocwatch"))
             .args(["run", "-c"])
             .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--storage.path"])
             .arg(data)
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("spawn iocwatch");

@@ -102,7 +102,12 @@ async fn record(
 
 /// An HTTP server on loopback that records every request.
 pub async fn receiver() -> (SocketAddr, Recorder) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    receiver_on(0).await
+}
+
+/// A recording server on a given port (one that refused connections until now).
+pub async fn receiver_on(port: u16) -> (SocketAddr, Recorder) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -250,6 +255,82 @@ impl Alertmanager {
 
 impl Drop for Alertmanager {
     fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// aiosmtpd from Debian (python3-aiosmtpd): STARTTLS and AUTH (user `ioc`) required; each
+/// message is written as JSON (decoded headers and body) into `out`.
+pub struct SmtpServer {
+    child: Child,
+}
+
+const SMTP_SERVER: &str = r#"
+import email, email.policy, json, os, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, password, cert, key, out = sys.argv[1:6]
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(cert, key)
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        record = {
+            "rcpt": envelope.rcpt_tos,
+            "from": envelope.mail_from,
+            "tls": session.ssl is not None,
+            "authenticated": bool(session.authenticated),
+            "subject": str(msg["subject"]),
+            "message_id": str(msg["message-id"]),
+            "body": msg.get_body().get_content(),
+        }
+        path = os.path.join(out, "%d.json" % len(os.listdir(out)))
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, ensure_ascii=False)
+        os.rename(path + ".tmp", path)
+        return "250 OK"
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"ioc" and data.password == password.encode()
+    return AuthResult(success=ok)
+controller = Controller(Handler(), hostname="127.0.0.1", port=int(port), tls_context=tls,
+    require_starttls=True, auth_required=True, auth_require_tls=True, authenticator=authenticate)
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()
+controller.stop()
+"#;
+
+impl SmtpServer {
+    pub fn start(port: u16, password: &str, cert: &str, key: &str, out: &str) -> SmtpServer {
+        use std::io::BufRead;
+        let mut child = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                SMTP_SERVER,
+                &port.to_string(),
+                password,
+                cert,
+                key,
+                out,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (Debian python3-aiosmtpd) must be installed");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+        SmtpServer { child }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

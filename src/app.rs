@@ -129,7 +129,11 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     let Config {
         catalog,
         notifiers: notifier_specs,
+        warnings,
     } = load(&options.config, options.shard)?;
+    for warning in &warnings {
+        tracing::warn!(%warning, "config");
+    }
     let catalog = Arc::new(catalog);
     let web = Arc::new(match &options.web_config {
         Some(path) => server::WebConfigFile::open(path).map_err(AppError::WebConfig)?,
@@ -387,7 +391,14 @@ impl Control {
             }])),
         };
         match loaded {
-            Ok(Config { catalog, notifiers }) => {
+            Ok(Config {
+                catalog,
+                notifiers,
+                warnings,
+            }) => {
+                for warning in &warnings {
+                    tracing::warn!(cause, %warning, "config");
+                }
                 let catalog = Arc::new(catalog);
                 if catalog.settings.listen != self.catalog.settings.listen {
                     tracing::warn!("global.listen changed: takes effect after a restart");

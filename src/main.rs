@@ -275,7 +275,12 @@ fn main() -> ExitCode {
 
 fn check_config(path: &std::path::Path) -> ExitCode {
     match iocwatch::config::load(path) {
-        Ok(iocwatch::config::Config { catalog, .. }) => {
+        Ok(iocwatch::config::Config {
+            catalog, warnings, ..
+        }) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} areas, {} systems, {} targets, {} checks, {} files)",
                 path.display(),

@@ -94,7 +94,7 @@ fn table_of_single_errors() {
         ),
         (
             target("    address: 127.0.0.2\n    checks:\n      - tcp: {port: 70000}\n"),
-            "main.yaml:19:21: invalid u16",
+            "main.yaml:19:21: `port` must be a port number from 1 to 65535, not 70000",
         ),
         (
             target("    address: 127.0.0.2\n    checks:\n      - udp: {port: 53}\n"),
@@ -138,11 +138,24 @@ fn table_of_single_errors() {
         ),
         (
             format!("{BASE}  - id: t2\n    area: [\"15\"\n"),
-            "main.yaml:16:11: expected string scalar",
+            "main.yaml:16:11: `area` takes a single value (text), not a list or a mapping",
         ),
         (
             BASE.replace("      - {code: \"02947\", name: Xã Bảo Yên, kind: xa}", "      - {code: \"15\", name: Trùng mã}"),
             "main.yaml:6:16: area code \"15\" is defined twice",
+        ),
+        // An area written by its name, with the other tone-mark placement: its code is named.
+        (
+            format!("{BASE}  - id: t2\n    area: Xa Bao Yen\n    address: 127.0.0.2\n    checks: [icmp: {{}}]\n"),
+            "main.yaml:16:11: target \"t2\": unknown area \"Xa Bao Yen\": areas are named by their code; \"02947\" is Xã Bảo Yên",
+        ),
+        (
+            target("    address: 127.0.0.2\n    address: 127.0.0.3\n    checks: [icmp: {}]\n"),
+            "main.yaml:18:5: `address` is given twice in the same mapping; keep one",
+        ),
+        (
+            target("    address: 127.0.0.2\n    checks:\n      - icmp: {count: 70000}\n"),
+            "main.yaml:19:23: `count` must be a whole number from 0 to 65535, not 70000",
         ),
     ];
     let mut mismatches = Vec::new();
@@ -153,6 +166,46 @@ fn table_of_single_errors() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// One owner's broken file must not make another owner chase errors that are not theirs:
+/// a reference into the broken file says where to look first.
+#[test]
+fn a_broken_file_is_named_on_the_errors_it_causes_elsewhere() {
+    let main = format!(
+        "include: [\"conf.d/*.yaml\"]\n{BASE}  - id: commune\n    area: \"02947\"\n    address: 127.0.0.2\n    depends_on: [vnpt-gw]\n    checks: [icmp: {{}}]\n"
+    );
+    let broken = "targets:\n  - id: vnpt-gw\n    area: \"15\"\n  checks: [\n";
+    let errors = load(&[("main.yaml", &main), ("conf.d/vnpt.yaml", broken)]).expect_err("refused");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("conf.d/vnpt.yaml:4:3:"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].ends_with("depends_on names unknown target \"vnpt-gw\" (perhaps defined in conf.d/vnpt.yaml, which could not be read: fix that first)"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn an_include_that_matches_nothing_is_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = dir.path().join("main.yaml");
+    std::fs::write(&main, format!("include: [\"conf.d/*.yaml\"]\n{BASE}")).expect("write");
+    let config = config::load(&main).expect("valid");
+    assert_eq!(config.warnings.len(), 1);
+    assert_eq!(
+        config.warnings[0].to_string(),
+        format!("{}:1:11: \"conf.d/*.yaml\" matches no file", main.display())
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
+        .args(["check-config", "-c"])
+        .arg(&main)
+        .output()
+        .expect("check-config");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: "));
 }
 
 #[test]

@@ -372,6 +372,43 @@ impl AreaTree {
         self.nodes.is_empty()
     }
 
+    /// Areas whose name, or one of whose aliases, is `name` once tone marks, case and
+    /// spacing are set aside (`Xã Xuân Hoà` finds `Xã Xuân Hòa`).
+    pub fn find_by_name(&self, name: &str) -> Vec<AreaId> {
+        let wanted = crate::model::fold_name(name);
+        self.iter()
+            .filter(|(_, a)| {
+                crate::model::fold_name(&a.name) == wanted
+                    || a.aliases
+                        .iter()
+                        .any(|alias| crate::model::fold_name(alias) == wanted)
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// "unknown area …", with the code of an area that has that name, if any: areas are
+    /// named by their official code.
+    pub fn unknown(&self, written: &str) -> String {
+        let found = self.find_by_name(written);
+        let hint = match found.as_slice() {
+            [] => String::new(),
+            [one] => format!(
+                ": areas are named by their code; {:?} is {}",
+                self.get(*one).code,
+                self.get(*one).name
+            ),
+            many => format!(
+                ": areas are named by their code; that name is {}",
+                many.iter()
+                    .map(|&a| format!("{:?} ({})", self.get(a).code, self.path(a)))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        };
+        format!("unknown area {written:?}{hint}")
+    }
+
     /// The area and its ancestors, nearest first.
     pub fn ancestors(&self, id: AreaId) -> impl Iterator<Item = AreaId> + '_ {
         std::iter::successors(Some(id), |&a| self.nodes[a].parent)

@@ -66,6 +66,8 @@ impl fmt::Display for ConfigErrors {
 pub struct Config {
     pub catalog: Catalog,
     pub notifiers: Vec<NotifierSpec>,
+    /// Not errors, but worth saying: an include that matches no file, say.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Reads the main file and everything it includes, and validates the whole.
@@ -77,21 +79,102 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
-    // A whole province in one file is tens of thousands of targets, past the default node
-    // budget; the limits that stop alias bombs and deep nesting stay as they are.
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = 10_000_000;
-    budget.max_events = 20_000_000;
-    options.budget = Some(budget);
+    options.budget = Some(budget_for(text.len()));
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let location = e.location().unwrap_or(Location::UNKNOWN);
+        let message = strip_position(&e.to_string());
         ConfigError {
             file: file.to_owned(),
             line: location.line(),
             column: location.column(),
-            message: strip_position(&e.to_string()),
+            message: plain_words(&message, text, location.line(), location.column()),
         }
     })
+}
+
+/// Limits in proportion to the file: a province of tens of thousands of targets is a few
+/// events per byte, and what anchors and aliases may expand to stays within a small
+/// multiple of what was written, so a few lines of nested aliases (a "billion laughs")
+/// are refused after a few megabytes, not hundreds.
+fn budget_for(bytes: usize) -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 100_000 + bytes;
+    budget.max_nodes = 100_000 + bytes;
+    budget.max_aliases = 10_000;
+    budget.max_recorded_anchor_events = 100_000 + bytes / 4;
+    budget.max_recorded_anchor_bytes = (1 << 20) + bytes;
+    budget.max_total_scalar_bytes = (4 << 20) + 2 * bytes;
+    budget
+}
+
+/// The parser's words put the way a system owner reads them: what was expected, at what
+/// key, and the value written there.
+fn plain_words(message: &str, text: &str, line: u64, column: u64) -> String {
+    let line_text = usize::try_from(line)
+        .ok()
+        .and_then(|l| text.lines().nth(l.checked_sub(1)?))
+        .unwrap_or("");
+    let at = usize::try_from(column.saturating_sub(1)).unwrap_or(0);
+    let before = line_text.get(..at).unwrap_or("");
+    let value: String = line_text
+        .get(at..)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| !matches!(c, ',' | '}' | ']' | '#') && *c != '\n')
+        .collect::<String>()
+        .trim()
+        .to_owned();
+    let key: String = before
+        .trim_end()
+        .strip_suffix(':')
+        .map(|k| {
+            k.chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect()
+        })
+        .unwrap_or_default();
+    let what = if key.is_empty() {
+        "the value".to_owned()
+    } else {
+        format!("`{key}`")
+    };
+    let number = |range: &str| format!("{what} must be {range}, not {value}");
+    if let Some(kind) = message.strip_prefix("invalid ") {
+        match kind.trim() {
+            "u8" => return number("a whole number from 0 to 255"),
+            "u16" if key == "port" || key.ends_with("port") => {
+                return number("a port number from 1 to 65535")
+            }
+            "u16" => return number("a whole number from 0 to 65535"),
+            "u32" | "u64" | "usize" => return number("a whole number, 0 or more"),
+            "i32" | "i64" => return number("a whole number"),
+            "f32" | "f64" => return number("a number"),
+            "bool" | "boolean" => return format!("{what} must be true or false, not {value}"),
+            _ => {}
+        }
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let name = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("`{name}` is given twice in the same mapping; keep one");
+    }
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        let why = if breach.starts_with("Alias") || breach.starts_with("RecordedAnchor") {
+            "its anchors and aliases (`&name`, `*name`) expand to too much"
+        } else if breach.starts_with("Depth") {
+            "it is nested too deeply"
+        } else {
+            "it is too large"
+        };
+        return format!("the file is refused: {why}; write the values out instead");
+    }
+    if message.starts_with("expected string scalar") {
+        return format!("{what} takes a single value (text), not a list or a mapping");
+    }
+    message.to_owned()
 }
 
 /// serde-saphyr's message starts with `error: line L column C: `; we print the position
@@ -107,5 +190,71 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) if message[i..].contains(", column ") => message[..i].to_owned(),
         _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(text: &str) -> String {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Probe {
+            port: Option<u16>,
+            count: Option<u8>,
+            name: Option<String>,
+            address: Option<String>,
+            list: Option<Vec<String>>,
+        }
+        match parse_yaml::<Probe>(text, Path::new("x.yaml")) {
+            Err(e) => e.message,
+            Ok(p) => panic!("accepted {text}: {p:?}"),
+        }
+    }
+
+    #[test]
+    fn parser_messages_say_what_was_expected_in_plain_words() {
+        assert_eq!(
+            parse_error("port: 70000\n"),
+            "`port` must be a port number from 1 to 65535, not 70000"
+        );
+        assert_eq!(
+            parse_error("count: 300\n"),
+            "`count` must be a whole number from 0 to 255, not 300"
+        );
+        assert_eq!(
+            parse_error("address: a\naddress: b\n"),
+            "`address` is given twice in the same mapping; keep one"
+        );
+        assert_eq!(
+            parse_error("name: [1]\n"),
+            "`name` takes a single value (text), not a list or a mapping"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_small() {
+        let mut bomb = String::from("list: &s0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
+        // Each level holds ten of the one before: 10^8 strings if expanded.
+        let mut text = String::new();
+        for level in 1..8 {
+            let refs = vec![format!("*s{}", level - 1); 10].join(", ");
+            text.push_str(&format!("x{level}: &s{level} [{refs}]\n"));
+        }
+        bomb.push_str(&text);
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Lists {
+            list: Vec<String>,
+            #[serde(flatten)]
+            rest: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+        }
+        let error = parse_yaml::<Lists>(&bomb, Path::new("bomb.yaml")).expect_err("bomb");
+        assert!(
+            error.message.contains("anchors and aliases") || error.message.contains("too large"),
+            "{}",
+            error.message
+        );
     }
 }

@@ -25,7 +25,7 @@ pub use condition::{AlertsConfig, Condition, ConditionConfig, RuleParams, Test};
 pub use duration::{format as format_duration, parse as parse_duration, PromDuration};
 pub use event::{Event, EventStatus};
 pub use field::{FieldError, Location, Spanned};
-pub use locale::{Language, DEFAULT_TIME_ZONE};
+pub use locale::{fold_name, Language, DEFAULT_TIME_ZONE};
 pub use record::{Recorder, Write};
 pub use secret::{redacted, Secret};
 

@@ -278,7 +278,7 @@ impl Loader {
         for a in area_codes {
             match areas.find(a.value.trim()) {
                 Some(id) => area_ids.push(id),
-                None => self.error(file, a.referenced, format!("unknown area {:?}", a.value)),
+                None => self.error(file, a.referenced, areas.unknown(&a.value)),
             }
         }
         let mut system_idx = Vec::new();

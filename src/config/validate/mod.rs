@@ -33,6 +33,10 @@ pub(super) struct Loader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Notifiers as configured; the catalog keeps only their routes.
     notifiers: Vec<NotifierSpec>,
+    warnings: Vec<ConfigError>,
+    /// Files that could not be parsed: what they define is missing, so references to it
+    /// elsewhere say where to look first.
+    unparsed: Vec<PathBuf>,
 }
 
 /// A parsed file and where it came from.
@@ -88,6 +92,14 @@ impl Loader {
             Ok(paths) => {
                 let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
                 found.sort();
+                if found.is_empty() {
+                    self.warnings.push(ConfigError {
+                        file: file.to_owned(),
+                        line: pattern.referenced.line(),
+                        column: pattern.referenced.column(),
+                        message: format!("{:?} matches no file", pattern.value),
+                    });
+                }
                 found
             }
             Err(e) => {
@@ -151,7 +163,10 @@ impl Loader {
                         }
                         files.push(Parsed { file, raw });
                     }
-                    Err(e) => self.errors.push(e),
+                    Err(e) => {
+                        self.unparsed.push(included.clone());
+                        self.errors.push(e);
+                    }
                 }
             }
         }
@@ -200,6 +215,7 @@ impl Loader {
         let alerting = self.alerting(&mut files, &areas, &systems, &mut targets, own_alerts);
 
         if !self.errors.is_empty() {
+            self.point_at_unparsed();
             return Err(ConfigErrors(self.errors));
         }
         let mut targets = targets;
@@ -225,7 +241,39 @@ impl Loader {
         Ok(Config {
             catalog,
             notifiers: self.notifiers,
+            warnings: self.warnings,
         })
+    }
+
+    /// A file that could not be parsed defines nothing, so other files' references to what
+    /// it defines fail too: say so on those errors, so the owner fixes the cause first.
+    fn point_at_unparsed(&mut self) {
+        if self.unparsed.is_empty() {
+            return;
+        }
+        let names: Vec<String> = self
+            .unparsed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        for error in &mut self.errors {
+            let follows = [
+                "unknown target",
+                "unknown area",
+                "unknown system",
+                "unknown template",
+                "unknown notifier",
+            ]
+            .iter()
+            .any(|m| error.message.contains(m));
+            let explained = error.message.contains("areas are named by their code");
+            if follows && !explained && !self.unparsed.contains(&error.file) {
+                error.message.push_str(&format!(
+                    " (perhaps defined in {}, which could not be read: fix that first)",
+                    names.join(", ")
+                ));
+            }
+        }
     }
 
     fn settings(&mut self, main: &Parsed) -> Settings {

@@ -185,7 +185,7 @@ impl Loader {
             self.error(
                 &file,
                 at,
-                format!("target {:?}: unknown area {:?}", d.id, d.area.value),
+                format!("target {:?}: {}", d.id, areas.unknown(&d.area.value)),
             );
         }
         let system = d.system.as_ref().and_then(|s| {

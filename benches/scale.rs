@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use iocwatch::alert::{Engine, IncidentIds, Round, Step};
 use iocwatch::catalog::{Catalog, CheckKey};
+use iocwatch::metrics::Exposition;
 use iocwatch::model::{Recorder, Write};
 use iocwatch::probe::{Detail, FailureReason, IcmpStats, Outcome};
 use iocwatch::reach::{Reach, TargetState};
@@ -83,12 +84,12 @@ fn result(key: &CheckKey, outcome: Outcome) -> ProbeResult {
 }
 
 /// A state that hands its writes to a journal nobody commits (the bench counts them).
-fn state(catalog: &Arc<Catalog>, registry: prometheus::Registry) -> (State, Recorder) {
+fn state(catalog: &Arc<Catalog>, exposition: &Exposition) -> (State, Recorder) {
     let (recorder, inbox) = Recorder::channel();
     // The receiver must live, or every tick logs a stopped journal.
     std::mem::forget(inbox);
     let state = State::new(
-        registry,
+        exposition,
         Arc::clone(catalog),
         Engine::new(IncidentIds::new("bench")),
         Baselines::default(),
@@ -127,8 +128,8 @@ fn main() {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let registry = prometheus::Registry::new();
-    let (mut state, _recorder) = state(&catalog, registry.clone());
+    let exposition = Exposition::new(None).expect("exposition");
+    let (mut state, _recorder) = state(&catalog, &exposition);
     let rounds = 5;
     let mut record = Duration::ZERO;
     let mut tick = Duration::ZERO;
@@ -165,7 +166,7 @@ fn main() {
     println!("status snapshot: {} (every 5 s)", ms(started.elapsed()));
 
     let started = Instant::now();
-    let body = iocwatch::metrics::render(&registry);
+    let body = exposition.render();
     let render = started.elapsed();
     println!(
         "/metrics render: {} series, {:.1} MiB in {:.0} ms",
@@ -176,7 +177,7 @@ fn main() {
 
     let started = Instant::now();
     let reloaded = Arc::new(iocwatch::config::load(&path).expect("valid config").catalog);
-    state.apply_catalog(reloaded).expect("apply");
+    state.apply_catalog(reloaded);
     println!(
         "reload (load + apply, unchanged config): {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3

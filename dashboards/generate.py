@@ -200,6 +200,15 @@ def systems():
     p.add("timeseries", "Tốc độ tiêu hao ngân sách lỗi (SLO 99.5%)",
           "Error-budget burn rate against a 99.5% availability objective over the last hour; 1 = on budget, 14.4 = a month's budget in two days.",
           [ts('(1 - avg by (system) (avg_over_time(iocwatch_probe_success{system!=""}[1h]))) / 0.005', "{{system}}")])
+    p.add("table", "Truy cập theo điểm đo",
+          "Share of the vantages (agents started with --vantage, e.g. one per commune) that reach each target: "
+          "0 = the service is down (for everyone), between 0 and 1 = some vantages cannot reach it (their way is cut), 1 = reached from everywhere.",
+          [ts("iocwatch:target_vantage_reach:ratio", instant=True, table=True),
+           ts("iocwatch:target_up == 0", instant=True, table=True)],
+          w=24, h=8, unit="percentunit",
+          thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 0.001}, {"color": "green", "value": 0.999}],
+          field={"mappings": [{"type": "value", "options": {"0": {"text": "Ngừng — down for everyone", "color": "red"}}}],
+                 "custom": {"cellOptions": {"type": "color-background"}}})
     return dashboard("iocwatch-systems", "iocwatch — Hệ thống dùng chung",
                      "Shared systems: availability and response time per system, SLO burn.", p)
 

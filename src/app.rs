@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use notify::Watcher;
-use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use crate::alert::{Engine, IncidentIds};
 use crate::catalog::{Catalog, Shard};
 use crate::config::{self, Config, ConfigErrors};
 use crate::journal::Journal;
-use crate::metrics::AgentMetrics;
+use crate::metrics::{AgentMetrics, Exposition};
 use crate::model::Recorder;
 use crate::notify::outbox::NotifyMetrics;
 use crate::notify::{Notifiers, Shared, Wakes};
@@ -48,6 +47,8 @@ pub struct Options {
     pub enable_lifecycle: bool,
     /// Baseline acceptance over HTTP without a user (`--web.enable-admin-api`).
     pub enable_admin_api: bool,
+    /// Where this agent measures from (`--vantage`): a `vantage` label on every series.
+    pub vantage: Option<String>,
 }
 
 impl Options {
@@ -63,6 +64,7 @@ impl Options {
             web_config: None,
             enable_lifecycle: false,
             enable_admin_api: false,
+            vantage: None,
         }
     }
 }
@@ -156,7 +158,8 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     let instance = instance_id();
     tracing::info!(instance, "agent instance");
 
-    let registry = Registry::new();
+    let exposition = Exposition::new(options.vantage.as_deref())?;
+    let registry = exposition.registry().clone();
     let metrics = Arc::new(AgentMetrics::register(&registry)?);
     mark_reload(&metrics, true);
 
@@ -186,7 +189,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     let (results, results_rx) = mpsc::channel(8192);
     let (control_tx, control_rx) = mpsc::channel(16);
     let mut state = State::new(
-        registry.clone(),
+        &exposition,
         Arc::clone(&catalog),
         Engine::new(IncidentIds::new(&instance)),
         Baselines::new(baselines),
@@ -237,7 +240,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let server_state = ServerState {
-        registry,
+        exposition,
         shutdown: shutdown.clone(),
         reload: reload_tx,
         state: control_tx.clone(),

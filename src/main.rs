@@ -58,6 +58,10 @@ struct Cli {
         requires = "shard_index"
     )]
     shard_count: Option<u32>,
+    /// Where this agent measures from (a commune's box, "ioc"): a `vantage` label on every
+    /// series, so one Prometheus tells "down for everyone" from "unreachable from here".
+    #[arg(long, env = "IOCWATCH_VANTAGE", global = true)]
+    vantage: Option<String>,
     /// The exporter-toolkit web config file: TLS, client certificates, basic auth, headers.
     #[arg(long = "web.config.file", global = true)]
     web_config: Option<PathBuf>,
@@ -311,6 +315,7 @@ async fn run(cli: &Cli) -> ExitCode {
     options.web_config.clone_from(&cli.web_config);
     options.enable_lifecycle = cli.enable_lifecycle;
     options.enable_admin_api = cli.enable_admin_api;
+    options.vantage.clone_from(&cli.vantage);
     if let (Some(index), Some(count)) = (cli.shard_index, cli.shard_count) {
         if count == 0 || index >= count {
             eprintln!("--shard.index {index} must be below --shard.count {count}");

@@ -221,7 +221,11 @@ pub fn build(
     let areas = &catalog.areas;
     let mut summary = Counts::default();
     let mut targets = Vec::with_capacity(catalog.targets.len());
-    for (i, target) in catalog.targets.iter().enumerate() {
+    // Catalog index of each listed target. A shard lists the targets it owns, not the
+    // upstreams it probes for other shards' sake: their owner reports them.
+    let mut indices = Vec::with_capacity(catalog.targets.len());
+    for (i, target) in catalog.owned() {
+        indices.push(i);
         let state = reach.state(i);
         let since = since.get(&target.id).map_or(UNIX_EPOCH, |(_, t)| *t);
         summary.add(state);
@@ -261,14 +265,14 @@ pub fn build(
     };
     let mut incidents: Vec<Incident> = targets
         .iter()
-        .enumerate()
-        .filter(|(_, t)| {
+        .zip(indices)
+        .filter(|(t, _)| {
             matches!(
                 t.state,
                 TargetState::Down | TargetState::Unreachable | TargetState::Degraded
             )
         })
-        .map(|(i, t)| {
+        .map(|(t, i)| {
             let area = areas.get(catalog.targets[i].area);
             Incident {
                 target: t.id.clone(),

@@ -98,10 +98,27 @@ async fn probes_run_in_the_background_and_export_metrics() {
         ("target", "gw"),
         ("kind", "icmp"),
         ("province", "15"),
-        ("owner", "vnpt"),
         ("area_path", "15"),
     ];
     assert_eq!(m.value("iocwatch_probe_success", &gw), Some(1.0));
+    // A target's own labels are on its info series, once, not on each of its series.
+    assert_eq!(
+        m.value(
+            "iocwatch_target_info",
+            &[("target", "gw"), ("owner", "vnpt")]
+        ),
+        Some(1.0)
+    );
+    let per_check: Vec<&str> =
+        m.0.lines()
+            .filter(|l| l.starts_with("iocwatch_probe_success{"))
+            .collect();
+    assert!(
+        per_check
+            .iter()
+            .all(|l| !l.contains("owner=") && !l.contains("=\"\"")),
+        "{per_check:#?}"
+    );
     let sent = m
         .value("iocwatch_icmp_packets_sent_total", &gw)
         .expect("sent");

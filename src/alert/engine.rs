@@ -182,6 +182,9 @@ impl Engine {
             };
             let started = from_unix_ms(row.started_at);
             let found = catalog.check(&key.check).and_then(|(t, c)| {
+                if !t.owned {
+                    return None;
+                }
                 let condition = c.alerts.conditions.iter().find(|c| c.name == key.name)?;
                 Some((t, c, condition))
             });
@@ -249,7 +252,8 @@ impl Engine {
         out
     }
 
-    /// A reload: alerts of checks or conditions that are gone resolve (a notified one with
+    /// A reload: alerts of checks or conditions that are gone (or whose target another shard
+    /// owns now) resolve (a notified one with
     /// a message, as it would on recovery); the others keep their state.
     pub fn apply_catalog(&mut self, catalog: &Catalog, wall: SystemTime) -> Effects {
         let mut out = Effects::default();
@@ -257,9 +261,9 @@ impl Engine {
             .live
             .keys()
             .filter(|k| {
-                catalog
-                    .check(&k.check)
-                    .is_none_or(|(_, c)| !c.alerts.conditions.iter().any(|c| c.name == k.name))
+                catalog.check(&k.check).is_none_or(|(t, c)| {
+                    !t.owned || !c.alerts.conditions.iter().any(|c| c.name == k.name)
+                })
             })
             .cloned()
             .collect();
@@ -272,7 +276,9 @@ impl Engine {
     }
 
     fn observe(&mut self, catalog: &Catalog, round: &Round, out: &mut Effects) {
-        let Some((target, check)) = catalog.check(&round.key) else {
+        // A shard probes other shards' upstreams to judge its own targets' root causes;
+        // their owner alerts on them.
+        let Some((target, check)) = catalog.check(&round.key).filter(|(t, _)| t.owned) else {
             return;
         };
         for condition in &check.alerts.conditions {
@@ -334,7 +340,7 @@ impl Engine {
                         area: catalog.areas.get(target.area).code.clone(),
                         started_at: unix_ms(started),
                         flapping,
-                        labels: message::labels(catalog, check, condition),
+                        labels: message::labels(catalog, target, check, condition),
                     }));
                     live.open = Some(Open {
                         incident,

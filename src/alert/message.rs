@@ -40,7 +40,7 @@ pub(super) fn event(
         area: areas.get(target.area).code.clone(),
         area_path: path,
         system: target.system.map(|s| catalog.systems[s].name.clone()),
-        labels: series_labels(catalog, check)
+        labels: alert_labels(catalog, target, check)
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         started_at: rfc3339(started),
@@ -96,9 +96,12 @@ pub(super) fn resolved(firing: &Event, at: SystemTime, verdict: Option<&Verdict>
     event
 }
 
-/// The check's series labels that have a value, as Prometheus leaves empty ones out.
-fn series_labels<'a>(
+/// An alert's labels: the check's series labels and its target's own labels (owner, role,
+/// uplink: what Alertmanager routes and inhibits on), those that have a value, as
+/// Prometheus leaves empty ones out.
+fn alert_labels<'a>(
     catalog: &'a Catalog,
+    target: &'a Target,
     check: &'a Check,
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
     catalog
@@ -106,12 +109,18 @@ fn series_labels<'a>(
         .names()
         .into_iter()
         .zip(check.label_values.iter().map(String::as_str))
+        .chain(target.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .filter(|(_, v)| !v.is_empty())
 }
 
-/// The alert's labels for Alertmanager: the series labels, the alert name and the severity.
-pub(super) fn labels(catalog: &Catalog, check: &Check, condition: &Condition) -> String {
-    let mut labels: BTreeMap<&str, &str> = series_labels(catalog, check).collect();
+/// The alert's labels for Alertmanager: [`alert_labels`], the alert name and the severity.
+pub(super) fn labels(
+    catalog: &Catalog,
+    target: &Target,
+    check: &Check,
+    condition: &Condition,
+) -> String {
+    let mut labels: BTreeMap<&str, &str> = alert_labels(catalog, target, check).collect();
     labels.insert("alertname", condition.name.as_str());
     labels.insert("severity", condition.severity.as_str());
     serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into())

@@ -17,7 +17,8 @@ use maintenance::Window;
 pub const FIXED_LABELS: [&str; 6] = ["target", "check", "kind", "area", "area_path", "system"];
 
 /// Label names iocwatch sets itself on some series; config labels may not reuse them.
-pub const RESERVED_LABELS: [&str; 11] = [
+pub const RESERVED_LABELS: [&str; 12] = [
+    "vantage",
     "target",
     "check",
     "kind",
@@ -105,8 +106,8 @@ impl Catalog {
         self.targets.iter().flat_map(|t| t.checks.iter())
     }
 
-    /// Indices of the targets that target `t` depends on directly. A shard may not hold an
-    /// upstream; then it is not listed.
+    /// Indices of the targets that target `t` depends on directly. A shard holds every
+    /// upstream of the targets it owns.
     pub fn upstreams(&self, t: usize) -> &[usize] {
         &self.upstreams[t]
     }
@@ -123,8 +124,12 @@ impl Catalog {
         Some((target, &target.checks[c]))
     }
 
-    /// Keeps only the targets this shard owns; areas and systems stay whole so that every
-    /// shard exports the same area tree and Prometheus can sum the rollups across shards.
+    /// Keeps the targets this shard owns and, not owned, every upstream they depend on
+    /// (directly or through other upstreams): a shard probes the gateways in front of its
+    /// communes itself, so it tells "unreachable behind a cut gateway" from "down" without
+    /// asking another shard. Gateways are few, so probing them on several shards costs little;
+    /// only the owner exports and alerts on them. Areas and systems stay whole so that every
+    /// shard exports the same area tree and Prometheus sums the rollups across shards.
     pub fn into_shard(self, shard: Shard) -> Catalog {
         let Catalog {
             settings,
@@ -135,12 +140,32 @@ impl Catalog {
             sources,
             watch_dirs,
             alerting,
+            upstreams,
             ..
         } = self;
-        targets.retain(|t| shard.owns(&t.id));
+        let mut keep: Vec<bool> = targets.iter().map(|t| shard.owns(&t.id)).collect();
+        let mut todo: Vec<usize> = (0..targets.len()).filter(|&i| keep[i]).collect();
+        while let Some(i) = todo.pop() {
+            for &u in &upstreams[i] {
+                if !keep[u] {
+                    keep[u] = true;
+                    todo.push(u);
+                }
+            }
+        }
+        let mut kept = keep.iter();
+        targets.retain(|_| kept.next().copied().unwrap_or(false));
+        for target in &mut targets {
+            target.owned = shard.owns(&target.id);
+        }
         Catalog::new(
             settings, areas, systems, targets, schema, sources, watch_dirs, alerting,
         )
+    }
+
+    /// The targets this agent reports on (see [`Target::owned`]), with their indices.
+    pub fn owned(&self) -> impl Iterator<Item = (usize, &Target)> {
+        self.targets.iter().enumerate().filter(|(_, t)| t.owned)
     }
 }
 
@@ -205,6 +230,10 @@ pub struct Target {
     pub labels: BTreeMap<String, String>,
     pub depends_on: Vec<Arc<str>>,
     pub checks: Vec<Check>,
+    /// Whether this agent reports on the target: exports its series, counts it in rollups
+    /// and alerts on it. A shard also probes the upstreams of its own targets, which other
+    /// shards own, so that it judges root causes itself; those are not owned.
+    pub owned: bool,
 }
 
 #[derive(Debug)]
@@ -270,12 +299,13 @@ impl Default for Alerting {
     }
 }
 
-/// The label names of per-check series for this catalog: fixed ones, then one per area
-/// level in use, then the union of the targets' own label names.
+/// The label names of per-check series for this catalog: the fixed ones (identity), then
+/// one per area level in use (location). A target's own labels (owner, role, uplink …) are
+/// not repeated on each of its series: they go once on `iocwatch_target_info`, joined on
+/// `target` in PromQL.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelSchema {
     pub levels: Vec<String>,
-    pub target_labels: Vec<String>,
 }
 
 impl LabelSchema {
@@ -284,7 +314,6 @@ impl LabelSchema {
             .iter()
             .copied()
             .chain(self.levels.iter().map(String::as_str))
-            .chain(self.target_labels.iter().map(String::as_str))
             .collect()
     }
 }

@@ -15,7 +15,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -34,7 +33,7 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 #[derive(Clone)]
 pub struct ServerState {
-    pub registry: Registry,
+    pub exposition: crate::metrics::Exposition,
     /// Cancelled when the agent begins to shut down: from then on it is no longer ready.
     pub shutdown: CancellationToken,
     pub reload: mpsc::Sender<ReloadRequest>,
@@ -90,8 +89,24 @@ pub async fn serve(listeners: Vec<TcpListener>, state: ServerState, shutdown: Ca
     futures_util::future::join_all(servers).await;
 }
 
+/// Streams the exposition as it is written, a chunk at a time, on a blocking thread: the
+/// scrape of 100,000 checks never sits whole in memory, and writing it does not hold up the
+/// runtime's workers. A scraper that goes away stops the writing.
 async fn metrics(State(state): State<ServerState>) -> Response {
-    let body = crate::metrics::render(&state.registry);
+    const CHUNK: usize = 256 * 1024;
+    let (chunks, mut rx) = mpsc::channel::<axum::body::Bytes>(2);
+    let exposition = state.exposition.clone();
+    tokio::task::spawn_blocking(move || {
+        exposition.write(CHUNK, |text| match chunks.blocking_send(text.into()) {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(_) => std::ops::ControlFlow::Break(()),
+        });
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|chunk| chunk.map(Ok::<_, std::convert::Infallible>))
+    });
+    let body = axum::body::Body::from_stream(stream);
     (
         [(
             header::CONTENT_TYPE,

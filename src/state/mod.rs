@@ -15,14 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertsSnapshot, Engine, Round, Step};
 use crate::catalog::{Catalog, CheckKey, Target};
-use crate::metrics::{CheckMetrics, CheckSeries};
+use crate::metrics::{Cells, CheckTable, Exposition};
 use crate::model::record::OpenAlert;
 use crate::model::{unix_ms, Recorder, Write};
 use crate::reach::{Reach, TargetState};
@@ -45,10 +44,9 @@ pub struct State {
     catalog: Arc<Catalog>,
     last: HashMap<CheckKey, LastResult>,
     baselines: Baselines,
-    /// Metric handles per check, so recording a result does no label hashing.
-    series: HashMap<CheckKey, CheckSeries>,
-    registry: Registry,
-    checks: CheckMetrics,
+    /// The per-check series, and each check's cell in it (by target and check index).
+    table: Arc<CheckTable>,
+    cells: Cells,
     rollups: rollup::Rollups,
     reach: Arc<Reach>,
     /// Each target's state and since when, as of the last snapshot.
@@ -70,24 +68,24 @@ pub struct State {
 impl State {
     /// A state for `catalog`, with the baselines and open alerts the store held at start.
     pub fn new(
-        registry: Registry,
+        exposition: &Exposition,
         catalog: Arc<Catalog>,
         engine: Engine,
         baselines: Baselines,
         journal: Recorder,
     ) -> prometheus::Result<State> {
-        let checks = CheckMetrics::new(&catalog.schema)?;
-        checks.register(&registry)?;
-        let mut rollups = rollup::Rollups::register(&registry)?;
+        let registry = exposition.registry();
+        let table = Arc::clone(exposition.checks());
+        let cells = table.apply(&catalog);
+        let mut rollups = rollup::Rollups::register(registry)?;
         rollups.info(&catalog);
-        let alert_metrics = AlertMetrics::register(&registry)?;
+        let alert_metrics = AlertMetrics::register(registry)?;
         let mut state = State {
             catalog,
             last: HashMap::new(),
             baselines,
-            series: HashMap::new(),
-            registry,
-            checks,
+            table,
+            cells,
             rollups,
             reach: Arc::default(),
             since: HashMap::new(),
@@ -141,27 +139,10 @@ impl State {
 
     /// Swaps in a new catalog: series of removed or relabelled checks disappear, results of
     /// unchanged checks are kept, alerts of checks that are gone resolve.
-    pub fn apply_catalog(&mut self, new: Arc<Catalog>) -> prometheus::Result<()> {
+    pub fn apply_catalog(&mut self, new: Arc<Catalog>) {
         // The rounds of the old catalog are judged under it first.
         self.tick();
-        if new.schema != self.checks.schema {
-            let fresh = CheckMetrics::new(&new.schema)?;
-            self.checks.unregister(&self.registry);
-            fresh.register(&self.registry)?;
-            self.checks = fresh;
-            self.series.clear();
-        } else {
-            for check in self.catalog.checks() {
-                let keep = new
-                    .check(&check.key)
-                    .is_some_and(|(_, c)| c.label_values == check.label_values);
-                if !keep {
-                    self.checks
-                        .remove(&check.label_values, check.probe.audited_ports());
-                    self.series.remove(&check.key);
-                }
-            }
-        }
+        self.cells = self.table.apply(&new);
         self.last.retain(|key, _| new.check(key).is_some());
         let ids: std::collections::HashSet<&str> = new.targets.iter().map(|t| &*t.id).collect();
         self.since.retain(|id, _| ids.contains(&**id));
@@ -172,12 +153,11 @@ impl State {
         self.rollups.info(&self.catalog);
         self.dirty = true;
         self.tick();
-        Ok(())
     }
 
     pub fn record(&mut self, mut result: ProbeResult) {
         // A result of a check removed by a reload while it ran is dropped.
-        let Some((_, check)) = self.catalog.check(&result.key) else {
+        let Some((t, c)) = self.catalog.position(&result.key) else {
             return;
         };
         self.baselines.judge(
@@ -186,11 +166,9 @@ impl State {
             unix_ms(result.finished),
             &mut self.writes,
         );
-        let checks = &self.checks;
-        let series = self.series.entry(result.key.clone()).or_insert_with(|| {
-            CheckSeries::new(checks, check.kind, Arc::clone(&check.label_values))
-        });
-        series.record(checks, &result.outcome, unix_seconds(result.finished));
+        if let Some(cell) = &self.cells[t][c] {
+            cell.record(&result.outcome, unix_seconds(result.finished));
+        }
         let last = LastResult::from_outcome(&result.outcome, result.finished);
         let ok = last.failure.is_none();
         let before = self.last.insert(result.key.clone(), last);
@@ -333,11 +311,7 @@ pub async fn run(
                 None => break,
             },
             msg = control.recv() => match msg {
-                Some(StateMsg::Catalog(catalog)) => {
-                    if let Err(error) = state.apply_catalog(catalog) {
-                        tracing::error!(%error, "cannot register metrics for the new config");
-                    }
-                }
+                Some(StateMsg::Catalog(catalog)) => state.apply_catalog(catalog),
                 Some(StateMsg::AcceptBaselines(target, reply)) => {
                     let _ = reply.send(state.accept_baselines(&target));
                 }

@@ -29,10 +29,12 @@ impl Rollups {
         })
     }
 
-    /// Counts targets per state, sets the rollup series, and returns the counts.
+    /// Counts the owned targets per state (shards' rollups sum to the province's), sets the
+    /// rollup series, and returns the counts.
     pub fn count(&mut self, catalog: &Catalog, states: &[TargetState]) -> Counted {
         let mut counted = Counted::default();
-        for (target, &state) in catalog.targets.iter().zip(states) {
+        for (i, target) in catalog.owned() {
+            let state = states[i];
             for area in catalog.areas.ancestors(target.area) {
                 counted.areas.entry(area).or_default().add(state);
             }

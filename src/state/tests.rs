@@ -1,7 +1,5 @@
 use std::time::{Duration, SystemTime};
 
-use prometheus::Registry;
-
 use super::*;
 use crate::alert::IncidentIds;
 use crate::model::record::Batch;
@@ -16,12 +14,12 @@ fn catalog(targets: &str) -> Arc<Catalog> {
 }
 
 fn state(
-    registry: &Registry,
+    exposition: &Exposition,
     catalog: &Arc<Catalog>,
 ) -> (State, tokio::sync::mpsc::UnboundedReceiver<Batch>) {
     let (recorder, inbox) = Recorder::channel();
     let state = State::new(
-        registry.clone(),
+        exposition,
         Arc::clone(catalog),
         Engine::new(IncidentIds::new("t")),
         Baselines::default(),
@@ -52,8 +50,8 @@ async fn removing_a_ports_check_removes_its_port_series() {
     let with_audit = catalog(
         "  - {id: web, area: \"15\", address: 127.0.0.1, checks: [ports: {audit: [3389, 22]}]}\n",
     );
-    let registry = Registry::new();
-    let (mut state, _journal) = state(&registry, &with_audit);
+    let exposition = Exposition::new(None).expect("exposition");
+    let (mut state, _journal) = state(&exposition, &with_audit);
     state.record(result(
         "web",
         "ports",
@@ -64,19 +62,19 @@ async fn removing_a_ports_check_removes_its_port_series() {
             audited: vec![22, 3389],
         })),
     ));
-    let text = crate::metrics::render(&registry);
+    let text = exposition.render();
     assert!(
-        text.contains("port=\"3389\",system=\"\",target=\"web\"} 1"),
+        text.contains("{target=\"web\",check=\"ports\",kind=\"ports\",area=\"15\",area_path=\"15\",port=\"3389\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("port=\"22\",system=\"\",target=\"web\"} 0"),
+        text.contains("{target=\"web\",check=\"ports\",kind=\"ports\",area=\"15\",area_path=\"15\",port=\"22\"} 0"),
         "{text}"
     );
     let without =
         catalog("  - {id: web, area: \"15\", address: 127.0.0.1, checks: [tcp: {port: 80}]}\n");
-    state.apply_catalog(without).expect("apply");
-    let text = crate::metrics::render(&registry);
+    state.apply_catalog(without);
+    let text = exposition.render();
     assert!(!text.contains("iocwatch_port_unexpected_open{"), "{text}");
 }
 
@@ -89,8 +87,8 @@ async fn rollups_status_and_alerts_agree_on_the_root_cause() {
     };
     let catalog =
         catalog(&(t("tslcd", "") + &t("internet", "") + &t("commune", "tslcd, internet")));
-    let registry = Registry::new();
-    let (mut state, _journal) = state(&registry, &catalog);
+    let exposition = Exposition::new(None).expect("exposition");
+    let (mut state, _journal) = state(&exposition, &catalog);
     for (id, ok) in [("tslcd", false), ("internet", true), ("commune", false)] {
         state.record(result(id, "icmp", ok, Detail::None));
     }
@@ -123,7 +121,7 @@ async fn rollups_status_and_alerts_agree_on_the_root_cause() {
         .expect("commune incident");
     assert_eq!(commune.state, TargetState::Unreachable);
     assert_eq!(commune.root_causes, ["tslcd", "internet"]);
-    let text = crate::metrics::render(&registry);
+    let text = exposition.render();
     assert!(
         text.contains("iocwatch_area_targets{area=\"15\",state=\"unreachable\"} 1"),
         "{text}"

@@ -388,9 +388,6 @@ impl Loader {
                 );
             }
         }
-        LabelSchema {
-            levels,
-            target_labels: target_labels.into_iter().collect(),
-        }
+        LabelSchema { levels }
     }
 }

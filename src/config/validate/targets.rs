@@ -378,6 +378,7 @@ impl Loader {
             system,
             labels,
             depends_on,
+            owned: true,
             checks,
         })
     }
@@ -513,9 +514,6 @@ pub(super) fn label_values(
             .map(|a| a.code.clone())
             .unwrap_or_default();
         values.push(code);
-    }
-    for name in &schema.target_labels {
-        values.push(target.labels.get(name).cloned().unwrap_or_default());
     }
     values
 }

@@ -170,6 +170,7 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
             .with_label_values(&[family, mode.as_str()])
             .set(1);
     }
+    registry.register(ctx.icmp.collector()?)?;
 
     let tracker = TaskTracker::new();
     let wakes = Arc::new(Wakes::default());

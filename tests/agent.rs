@@ -141,6 +141,16 @@ async fn probes_run_in_the_background_and_export_metrics() {
         "iocwatch_icmp_round_rtt_seconds",
         &[("target", "gw"), ("stat", "stddev")]
     ));
+    // The socket's receive buffer is large, and the kernel dropped no reply for want of room.
+    assert!(
+        m.value("iocwatch_icmp_receive_buffer_bytes", &[("family", "ip4")])
+            .is_some_and(|bytes| bytes >= 1_048_576.0),
+        "receive buffer"
+    );
+    assert_eq!(
+        m.value("iocwatch_icmp_receive_dropped_total", &[("family", "ip4")]),
+        Some(0.0)
+    );
 
     // HTTP to a real server: status, phases, body size.
     let portal = [

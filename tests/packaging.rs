@@ -150,6 +150,7 @@ fn debian_package_holds_the_unit_the_config_and_the_user() {
         "./etc/iocwatch/conf.d/vnpt-tslcd.yaml",
         "./usr/share/iocwatch/dashboards/iocwatch-province.json",
         "./usr/share/iocwatch/prometheus/iocwatch-alerts.yml",
+        "./usr/lib/sysctl.d/60-iocwatch.conf",
     ] {
         assert!(
             contents.contains(path),
@@ -172,7 +173,9 @@ fn debian_package_holds_the_unit_the_config_and_the_user() {
     assert!(read("conffiles").contains("/etc/iocwatch/iocwatch.yaml"));
     let postinst = read("postinst");
     assert!(
-        postinst.contains("adduser --system --group") && postinst.contains("systemctl"),
+        postinst.contains("adduser --system --group")
+            && postinst.contains("systemctl")
+            && postinst.contains("60-iocwatch.conf"),
         "{postinst}"
     );
 }

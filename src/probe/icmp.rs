@@ -1,22 +1,25 @@
-//! ICMP echo: N echo requests per round over one shared socket per address family.
+//! ICMP echo: N echo requests per round over one shared socket per address family
+//! ([`super::icmp_socket`]).
 //!
-//! Raw sockets need CAP_NET_RAW; without it surge-ping falls back to the kernel's unprivileged
-//! datagram ping sockets (allowed when `net.ipv4.ping_group_range` covers our group). If neither
-//! works the ICMP checks report `icmp_unavailable` and every other probe keeps running.
+//! Raw sockets need CAP_NET_RAW; without it the kernel's unprivileged datagram ping sockets
+//! are used (allowed when `net.ipv4.ping_group_range` covers our group). If neither works the
+//! ICMP checks report `icmp_unavailable` and every other probe keeps running.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use surge_ping::{Client, Config, PingIdentifier, PingSequence, SurgeError, ICMP};
 use tokio::time::Instant;
 
+use super::icmp_socket::{Answer, EchoSocket};
 use super::{resolve_one, Detail, FailureReason, IpFamily};
 use crate::model::{FieldError, PromDuration};
 
 const MAX_COUNT: u16 = 100;
 const MAX_PAYLOAD: u16 = 1400;
+static ZEROS: [u8; MAX_PAYLOAD as usize] = [0; MAX_PAYLOAD as usize];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +58,8 @@ fn default_payload() -> u16 {
 #[derive(Debug)]
 pub struct IcmpProbe {
     host: String,
+    /// `host` when it is an address: parsed once, not every round.
+    ip: Option<IpAddr>,
     count: u16,
     spacing: Duration,
     payload_bytes: u16,
@@ -83,6 +88,7 @@ impl IcmpProbe {
             return Err(errors);
         }
         Ok(IcmpProbe {
+            ip: host.parse().ok(),
             host: host.to_owned(),
             count: config.count,
             spacing: config.spacing.0,
@@ -101,46 +107,41 @@ impl IcmpProbe {
         clients: &IcmpClients,
         deadline: Instant,
     ) -> (Option<FailureReason>, Detail) {
-        let ip = match self.host.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => match resolve_one(&self.host, 0, self.ip_family).await {
+        let ip = match self.ip {
+            Some(ip) => ip,
+            None => match resolve_one(&self.host, 0, self.ip_family).await {
                 Ok(addr) => addr.ip(),
                 Err(reason) => return (Some(reason), Detail::None),
             },
         };
-        let Some(client) = clients.for_ip(ip) else {
+        let Some(socket) = clients.for_ip(ip) else {
             return (Some(FailureReason::IcmpUnavailable), Detail::None);
         };
-        let payload = vec![0u8; usize::from(self.payload_bytes)];
-        let ident = PingIdentifier(next_id(&IDENTS));
+        let payload = &ZEROS[..usize::from(self.payload_bytes)];
+        let ident = next_id(&IDENTS);
         let first_send = Instant::now();
 
         // Echoes of one round go out `spacing` apart and are awaited together, so a lost
         // reply does not delay the next request.
         let echoes = (0..self.count).map(|i| {
-            let payload = &payload;
             async move {
-                let send_at = first_send + self.spacing * u32::from(i);
-                tokio::time::sleep_until(send_at).await;
-                let wait = deadline.saturating_duration_since(Instant::now());
-                if wait.is_zero() {
+                if i > 0 {
+                    tokio::time::sleep_until(first_send + self.spacing * u32::from(i)).await;
+                }
+                if Instant::now() >= deadline {
                     return Echo::NotSent;
                 }
-                let mut pinger = client.pinger(ip, ident).await;
-                pinger.timeout(wait);
-                match pinger
-                    .ping(PingSequence(next_id(&SEQUENCES)), payload)
+                match socket
+                    .echo(ip, ident, next_id(&SEQUENCES), payload, deadline)
                     .await
                 {
-                    Ok((packet, rtt)) if is_echo_reply(&packet) => Echo::Reply(rtt),
-                    // surge-ping also hands back ICMP errors that quote our request: the
-                    // kernel's "host unreachable" after a failed ARP, a router's "network
-                    // unreachable". They are answers, but not from the target.
-                    Ok(_) => Echo::Unreachable,
-                    Err(SurgeError::Timeout { .. }) => Echo::Lost,
-                    Err(SurgeError::NetworkError) => Echo::Unreachable,
-                    Err(SurgeError::IOError(e)) => Echo::Failed(FailureReason::from_io(&e)),
-                    Err(_) => Echo::Failed(FailureReason::Io),
+                    Ok(Some(Answer::Reply(rtt))) => Echo::Reply(rtt),
+                    // The kernel's "host unreachable" after a failed ARP, a router's "network
+                    // unreachable": answers, but not from the target.
+                    Ok(Some(Answer::Unreachable)) => Echo::Unreachable,
+                    Ok(None) => Echo::Lost,
+                    Err(e) if e.raw_os_error() == Some(libc_ehostunreach()) => Echo::Unreachable,
+                    Err(e) => Echo::Failed(FailureReason::from_io(&e)),
                 }
             }
         });
@@ -236,10 +237,12 @@ impl IcmpStats {
     }
 }
 
-/// One ICMP client per address family, shared by every ICMP check.
+/// One echo socket per address family, shared by every ICMP check, each with the task that
+/// reads it (stopped when the clients are dropped).
 pub struct IcmpClients {
-    v4: Option<Client>,
-    v6: Option<Client>,
+    v4: Option<Arc<EchoSocket>>,
+    v6: Option<Arc<EchoSocket>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
     /// How the sockets were opened, for the start-up message and the `iocwatch_icmp_socket` metric.
     pub mode_v4: SocketMode,
     pub mode_v6: SocketMode,
@@ -266,45 +269,121 @@ impl IcmpClients {
     /// Opens the sockets; must run inside the tokio runtime. Never fails: a family that
     /// cannot be opened is logged once, with what to do about it, and reported per probe.
     pub fn open() -> IcmpClients {
-        let (v4, mode_v4) = open_family(ICMP::V4);
-        let (v6, mode_v6) = open_family(ICMP::V6);
+        let (v4, mode_v4) = open_family(false);
+        let (v6, mode_v6) = open_family(true);
+        let readers = [&v4, &v6]
+            .into_iter()
+            .flatten()
+            .map(|socket| tokio::spawn(Arc::clone(socket).receive()))
+            .collect();
         IcmpClients {
             v4,
             v6,
+            readers,
             mode_v4,
             mode_v6,
         }
     }
 
-    fn for_ip(&self, ip: IpAddr) -> Option<&Client> {
+    fn for_ip(&self, ip: IpAddr) -> Option<&EchoSocket> {
         match ip {
-            IpAddr::V4(_) => self.v4.as_ref(),
-            IpAddr::V6(_) => self.v6.as_ref(),
+            IpAddr::V4(_) => self.v4.as_deref(),
+            IpAddr::V6(_) => self.v6.as_deref(),
+        }
+    }
+
+    /// The sockets' receive buffers and the replies the kernel dropped for want of room,
+    /// read at scrape time: a false loss shows here before anyone blames the link.
+    pub fn collector(&self) -> prometheus::Result<Box<dyn prometheus::core::Collector>> {
+        let buffer = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "iocwatch_icmp_receive_buffer_bytes",
+                "Receive buffer the kernel granted the ICMP socket.",
+            ),
+            &["family"],
+        )?;
+        let dropped = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "iocwatch_icmp_receive_dropped_total",
+                "Echo replies the kernel dropped because the ICMP socket's receive buffer was full.",
+            ),
+            &["family"],
+        )?;
+        let sockets = [("ip4", &self.v4), ("ip6", &self.v6)]
+            .into_iter()
+            .filter_map(|(family, socket)| socket.clone().map(|s| (family, s)))
+            .collect();
+        Ok(Box::new(SocketCollector {
+            sockets,
+            buffer,
+            dropped,
+        }))
+    }
+}
+
+struct SocketCollector {
+    sockets: Vec<(&'static str, Arc<EchoSocket>)>,
+    buffer: prometheus::IntGaugeVec,
+    dropped: prometheus::IntCounterVec,
+}
+
+impl prometheus::core::Collector for SocketCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.buffer.desc();
+        descs.extend(self.dropped.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        for (family, socket) in &self.sockets {
+            let size = i64::try_from(socket.receive_buffer).unwrap_or(i64::MAX);
+            self.buffer.with_label_values(&[family]).set(size);
+            let counter = self.dropped.with_label_values(&[family]);
+            // The kernel's count only grows; the counter follows it.
+            counter.inc_by(socket.drops().saturating_sub(counter.get()));
+        }
+        let mut families = self.buffer.collect();
+        families.extend(self.dropped.collect());
+        families
+    }
+}
+
+impl Drop for IcmpClients {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
         }
     }
 }
 
-fn open_family(kind: ICMP) -> (Option<Client>, SocketMode) {
-    let family = if kind == ICMP::V4 { "IPv4" } else { "IPv6" };
-    // Ask for a raw socket first (exact identifiers, works as root or with CAP_NET_RAW);
-    // surge-ping falls back to a datagram ping socket on its own when that is refused.
-    let config = Config::builder()
-        .kind(kind)
-        .sock_type_hint(socket2::Type::RAW)
-        .build();
-    match Client::new(&config) {
-        Ok(client) => {
-            let mode = if client.get_socket().get_type() == socket2::Type::RAW {
-                SocketMode::Raw
-            } else {
+fn libc_ehostunreach() -> i32 {
+    nix::errno::Errno::EHOSTUNREACH as i32
+}
+
+fn open_family(v6: bool) -> (Option<Arc<EchoSocket>>, SocketMode) {
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    match EchoSocket::open(v6) {
+        Ok(socket) => {
+            let mode = if socket.datagram {
                 tracing::warn!(
                     family,
                     "no CAP_NET_RAW: ICMP uses unprivileged datagram ping sockets; grant it with \
                      `setcap cap_net_raw+ep $(which iocwatch)` or systemd AmbientCapabilities=CAP_NET_RAW"
                 );
                 SocketMode::Datagram
+            } else {
+                SocketMode::Raw
             };
-            (Some(client), mode)
+            if socket.receive_buffer < 4 << 20 {
+                tracing::warn!(
+                    family,
+                    bytes = socket.receive_buffer,
+                    "small ICMP receive buffer: with thousands of targets a second, replies may be \
+                     dropped before they are read (iocwatch_icmp_receive_dropped_total); raise \
+                     net.core.rmem_max to 16777216"
+                );
+            }
+            (Some(Arc::new(socket)), mode)
         }
         Err(error) => {
             tracing::error!(
@@ -317,15 +396,6 @@ fn open_family(kind: ICMP) -> (Option<Client>, SocketMode) {
             );
             (None, SocketMode::Unavailable)
         }
-    }
-}
-
-fn is_echo_reply(packet: &surge_ping::IcmpPacket) -> bool {
-    const ECHO_REPLY_V4: u8 = 0;
-    const ECHO_REPLY_V6: u8 = 129;
-    match packet {
-        surge_ping::IcmpPacket::V4(p) => p.get_icmp_type().0 == ECHO_REPLY_V4,
-        surge_ping::IcmpPacket::V6(p) => p.get_icmpv6_type().0 == ECHO_REPLY_V6,
     }
 }
 

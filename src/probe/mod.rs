@@ -8,6 +8,7 @@ pub mod http;
 pub mod http_content;
 pub mod http_security;
 pub mod icmp;
+mod icmp_socket;
 pub mod ports;
 pub mod tcp;
 #[cfg(any(test, feature = "test-support"))]
@@ -50,12 +51,13 @@ pub enum CheckConfig {
 #[derive(Debug)]
 // Always behind an Arc and built once per check, so the variant sizes do not matter.
 #[allow(clippy::large_enum_variant)]
+/// The large kinds are boxed: every check holds one, and most checks are ICMP or TCP.
 pub enum Probe {
     Icmp(IcmpProbe),
     Tcp(TcpProbe),
-    Http(HttpProbe),
-    Dns(DnsProbe),
-    Ports(PortsProbe),
+    Http(Box<HttpProbe>),
+    Dns(Box<DnsProbe>),
+    Ports(Box<PortsProbe>),
     Tls(TlsProbe),
 }
 
@@ -80,9 +82,9 @@ impl Probe {
         match config {
             CheckConfig::Icmp(c) => IcmpProbe::new(c, address).map(Probe::Icmp),
             CheckConfig::Tcp(c) => TcpProbe::new(c, address).map(Probe::Tcp),
-            CheckConfig::Http(c) => HttpProbe::new(c).map(Probe::Http),
-            CheckConfig::Dns(c) => DnsProbe::new(c, address).map(Probe::Dns),
-            CheckConfig::Ports(c) => PortsProbe::new(c, address).map(Probe::Ports),
+            CheckConfig::Http(c) => HttpProbe::new(c).map(|p| Probe::Http(Box::new(p))),
+            CheckConfig::Dns(c) => DnsProbe::new(c, address).map(|p| Probe::Dns(Box::new(p))),
+            CheckConfig::Ports(c) => PortsProbe::new(c, address).map(|p| Probe::Ports(Box::new(p))),
             CheckConfig::Tls(c) => TlsProbe::new(c, address).map(Probe::Tls),
             // Templates are expanded by the config loader before probes are built.
             CheckConfig::Template(name) => Err(vec![FieldError::unlocated(format!(

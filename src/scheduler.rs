@@ -215,10 +215,9 @@ impl CheckTask {
             lateness.observe(scheduled.elapsed().as_secs_f64());
             in_flight.inc();
             // A round in flight is not cancelled by reload or stop: it ends by its own timeout.
-            let outcome = self
-                .probe
-                .run(&self.ctx, Instant::now() + self.timeout)
-                .await;
+            // Boxed: the largest probe's future (HTTP) would otherwise sit inline in every
+            // idle task, kilobytes times a hundred thousand checks.
+            let outcome = Box::pin(self.probe.run(&self.ctx, Instant::now() + self.timeout)).await;
             in_flight.dec();
             let result = ProbeResult {
                 key: self.key.clone(),

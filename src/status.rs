@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CheckKey};
+use crate::catalog::{Catalog, KeyMap};
 use crate::probe::{FailureReason, Kind};
 use crate::reach::{Reach, TargetState};
 
@@ -213,7 +213,7 @@ pub fn unix(t: SystemTime) -> f64 {
 /// target's state since, and the rollup counts.
 pub fn build(
     catalog: &Catalog,
-    last: &HashMap<CheckKey, LastResult>,
+    last: &KeyMap<LastResult>,
     reach: &Reach,
     since: &HashMap<Arc<str>, (TargetState, SystemTime)>,
     counted: &Counted,

@@ -15,7 +15,7 @@
 //! - After a restart, the open alerts of the record are picked up again: they go on
 //!   firing without a second "fired", and resolve (with a message) as usual.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,7 +28,7 @@ use super::rule::{AlertRule, Phase, Transition};
 use super::view::{AlertView, AlertsSnapshot, WindowState};
 use crate::catalog::{Catalog, CheckKey};
 use crate::model::record::{Firing, IncidentUpdate, OpenAlert};
-use crate::model::{from_unix_ms, rfc3339, unix_ms, AlertName, Condition, Event, Write};
+use crate::model::{from_unix_ms, rfc3339, unix_ms, AlertName, Event, Severity, Write};
 use crate::probe::Outcome;
 use crate::reach::{Reach, TargetState};
 
@@ -137,16 +137,20 @@ pub(super) struct Open {
     event: Event,
 }
 
+/// Kept for every condition of every owned check, so kept small: the open incident (rare)
+/// is boxed, and the condition itself stays in the catalog (the rule holds its parameters).
 pub(super) struct Live {
-    pub condition: Condition,
+    pub severity: Severity,
     pub rule: AlertRule,
     window: Window,
     pub last: Option<Verdict>,
-    pub open: Option<Open>,
+    pub open: Option<Box<Open>>,
 }
 
 pub struct Engine {
-    live: BTreeMap<AlertKey, Live>,
+    /// Every alert seen, by key: looked up for every condition of every round, so hashed
+    /// (foldhash) rather than ordered.
+    live: HashMap<AlertKey, Live, foldhash::fast::RandomState>,
     /// Alerts that are pending or open: the tick looks at these only, so a quiet province
     /// of 40,000 checks costs next to nothing each second.
     active: BTreeSet<AlertKey>,
@@ -158,7 +162,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(ids: IncidentIds) -> Engine {
         Engine {
-            live: BTreeMap::new(),
+            live: HashMap::default(),
             active: BTreeSet::new(),
             windows_on: BTreeSet::new(),
             ids,
@@ -219,11 +223,11 @@ impl Engine {
             self.live.insert(
                 key,
                 Live {
-                    condition: condition.clone(),
+                    severity: condition.severity,
                     rule: AlertRule::restored_firing(condition.params, since, row.flapping),
                     window: Window::default(),
                     last: None,
-                    open: Some(Open {
+                    open: Some(Box::new(Open {
                         incident: row.incident.clone(),
                         started,
                         notified: row.notified,
@@ -233,7 +237,7 @@ impl Engine {
                         maintenance: None,
                         affected: Affected::default(),
                         event,
-                    }),
+                    })),
                 },
             );
         }
@@ -257,7 +261,7 @@ impl Engine {
     /// a message, as it would on recovery); the others keep their state.
     pub fn apply_catalog(&mut self, catalog: &Catalog, wall: SystemTime) -> Effects {
         let mut out = Effects::default();
-        let gone: Vec<AlertKey> = self
+        let mut gone: Vec<AlertKey> = self
             .live
             .keys()
             .filter(|k| {
@@ -267,6 +271,8 @@ impl Engine {
             })
             .cloned()
             .collect();
+        // The resolutions go out in a stable order.
+        gone.sort();
         for key in gone {
             self.resolve(catalog, &key, wall, &mut out);
             self.live.remove(&key);
@@ -286,17 +292,25 @@ impl Engine {
                 check: round.key.clone(),
                 name: condition.name,
             };
-            let live = self.live.entry(key.clone()).or_insert_with(|| Live {
-                condition: condition.clone(),
-                rule: AlertRule::new(condition.params),
-                window: Window::default(),
-                last: None,
-                open: None,
-            });
-            if live.condition != *condition {
-                live.rule.set_params(condition.params);
-                live.condition = condition.clone();
+            if !self.live.contains_key(&key) {
+                self.live.insert(
+                    key.clone(),
+                    Live {
+                        severity: condition.severity,
+                        rule: AlertRule::quiet(condition.params),
+                        window: Window::default(),
+                        last: None,
+                        open: None,
+                    },
+                );
             }
+            let Some(live) = self.live.get_mut(&key) else {
+                continue;
+            };
+            if live.rule.params() != condition.params {
+                live.rule.set_params(condition.params);
+            }
+            live.severity = condition.severity;
             let Some(verdict) = judge(
                 condition,
                 &round.outcome,
@@ -342,7 +356,7 @@ impl Engine {
                         flapping,
                         labels: message::labels(catalog, target, check, condition),
                     }));
-                    live.open = Some(Open {
+                    live.open = Some(Box::new(Open {
                         incident,
                         started,
                         notified: false,
@@ -352,7 +366,7 @@ impl Engine {
                         maintenance: None,
                         affected: Affected::default(),
                         event: Event { flapping, ..event },
-                    });
+                    }));
                 }
                 Some(Transition::FlappingStarted) => {
                     self.flapping_started(catalog, &key, round.finished, out)
@@ -361,14 +375,18 @@ impl Engine {
                     self.resolve(catalog, &key, round.finished, out)
                 }
             }
-            let busy = self
-                .live
-                .get(&key)
-                .is_some_and(|l| l.open.is_some() || l.rule.phase() != Phase::Inactive);
-            if busy {
+            let Some(live) = self.live.get(&key) else {
+                continue;
+            };
+            if live.open.is_some() || live.rule.phase() != Phase::Inactive {
                 self.active.insert(key);
             } else {
                 self.active.remove(&key);
+                // Most conditions of most checks hold nothing worth keeping most of the time:
+                // forgotten, they cost no memory, and come back quiet when next judged.
+                if live.rule.is_quiet() && live.window.is_empty() {
+                    self.live.remove(&key);
+                }
             }
         }
     }
@@ -512,7 +530,7 @@ impl Engine {
         let Some(live) = self.live.get_mut(key) else {
             return;
         };
-        let fire_after = live.condition.params.fire_after;
+        let fire_after = live.rule.params().fire_after;
         let Some(open) = &mut live.open else {
             return;
         };
@@ -621,7 +639,7 @@ impl Engine {
                 target: key.check.target.to_string(),
                 check: key.check.check.to_string(),
                 alertname: key.name.as_str(),
-                severity: live.condition.severity,
+                severity: live.severity,
                 state,
                 flapping: open.is_some_and(|o| o.flapping) || live.rule.flapping(),
                 recovering: open.is_some() && live.rule.recovering(),

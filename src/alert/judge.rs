@@ -13,11 +13,21 @@ use tokio::time::Instant;
 use crate::model::{Condition, Test};
 use crate::probe::{Detail, Outcome};
 
-/// Samples a windowed condition keeps: (when, value, weight).
+/// Samples a windowed condition keeps. Every ICMP check keeps one (its loss window).
 #[derive(Debug, Default, Clone)]
 pub struct Window {
-    samples: VecDeque<(Instant, f64, f64)>,
+    samples: VecDeque<Sample>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    value: f64,
+    weight: f64,
+}
+
+/// A mean over a window merges the rounds within this fraction of it into one sample.
+const MEAN_SLICES: u32 = 12;
 
 /// Bound on samples per window, whatever the interval: a 1 s ICMP check with 20 echoes over
 /// 5 minutes would otherwise keep 6,000.
@@ -28,26 +38,35 @@ const MIN_ECHOES: f64 = 10.0;
 const MIN_LATENCIES: usize = 3;
 
 impl Window {
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
     fn push(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
-        self.samples.push_back((now, value, weight));
+        self.samples.push_back(Sample {
+            at: now,
+            value,
+            weight,
+        });
         while self
             .samples
             .front()
-            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > over)
+            .is_some_and(|s| now.saturating_duration_since(s.at) > over)
             || self.samples.len() > MAX_SAMPLES
         {
             self.samples.pop_front();
         }
     }
 
-    /// Adds to a mean over the window: rounds within the same 1/30 of the window share one
-    /// sample, so a 5-minute loss window holds at most ~30 samples whatever the interval.
-    /// (A merged sample leaves the window with its first round: up to 1/30 early.)
+    /// Adds to a mean over the window: rounds within the same 1/12 of the window share one
+    /// sample, so a loss window holds at most 13 samples whatever the interval.
+    /// (A merged sample leaves the window with its first round: up to 1/12 early.)
     fn push_to_mean(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
-        if let Some((first, mean, total)) = self.samples.back_mut() {
-            if now.saturating_duration_since(*first) < over / 30 && *total + weight > 0.0 {
-                *mean = (*mean * *total + value * weight) / (*total + weight);
-                *total += weight;
+        if let Some(last) = self.samples.back_mut() {
+            let total = last.weight + weight;
+            if now.saturating_duration_since(last.at) < over / MEAN_SLICES && total > 0.0 {
+                last.value = (last.value * last.weight + value * weight) / total;
+                last.weight = total;
                 return;
             }
         }
@@ -58,23 +77,22 @@ impl Window {
     fn covers(&self, now: Instant, over: Duration) -> bool {
         self.samples
             .front()
-            .is_some_and(|(t, ..)| now.saturating_duration_since(*t) >= over / 4)
+            .is_some_and(|s| now.saturating_duration_since(s.at) >= over / 4)
     }
 
     fn weight(&self) -> f64 {
-        self.samples.iter().map(|(_, _, w)| w).sum()
+        self.samples.iter().map(|s| s.weight).sum()
     }
 
     fn weighted_mean(&self) -> Option<f64> {
-        let (sum, weight) = self
-            .samples
-            .iter()
-            .fold((0.0, 0.0), |(s, w), (_, v, wt)| (s + v * wt, w + wt));
+        let (sum, weight) = self.samples.iter().fold((0.0, 0.0), |(sum, weight), s| {
+            (sum + s.value * s.weight, weight + s.weight)
+        });
         (weight > 0.0).then(|| sum / weight)
     }
 
     fn percentile(&self, p: f64) -> Option<f64> {
-        let mut values: Vec<f64> = self.samples.iter().map(|(_, v, _)| *v).collect();
+        let mut values: Vec<f64> = self.samples.iter().map(|s| s.value).collect();
         if values.is_empty() {
             return None;
         }
@@ -249,7 +267,7 @@ mod tests {
             ),
             None
         );
-        // Rounds close together share a sample: a 1 s check keeps ~30, not 300, per window.
+        // Rounds close together share a sample: a 1 s check keeps ~12, not 300, per window.
         let mut dense = Window::default();
         for i in 0..300 {
             tokio::time::advance(Duration::from_millis(200)).await;
@@ -262,7 +280,7 @@ mod tests {
                 SystemTime::now(),
             );
         }
-        assert!(dense.samples.len() <= 31, "{} samples", dense.samples.len());
+        assert!(dense.samples.len() <= 13, "{} samples", dense.samples.len());
         let mean = dense.weighted_mean().expect("mean");
         assert!((mean - 0.1).abs() < 0.01, "mean loss {mean}");
         // After the window passes, the lossy round is forgotten (and the window fills anew).

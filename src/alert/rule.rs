@@ -62,6 +62,23 @@ impl AlertRule {
         }
     }
 
+    /// A rule that has seen the condition not hold, and nothing else worth keeping: the engine
+    /// forgets such a rule and makes it again from this when a round next says something.
+    pub fn quiet(params: RuleParams) -> AlertRule {
+        AlertRule {
+            last_bad: Some(false),
+            ..AlertRule::new(params)
+        }
+    }
+
+    /// Whether this rule holds no more than [`AlertRule::quiet`] does.
+    pub fn is_quiet(&self) -> bool {
+        self.phase == Phase::Inactive
+            && self.last_bad == Some(false)
+            && self.changes.is_empty()
+            && !self.flapping
+    }
+
     /// An alert that was firing when the agent stopped: it goes on firing (no second
     /// "fired") and resolves after `resolve_after` good rounds as usual.
     pub fn restored_firing(params: RuleParams, since: Instant, flapping: bool) -> AlertRule {
@@ -78,6 +95,10 @@ impl AlertRule {
     /// New thresholds from a reload; the episode in progress goes on.
     pub fn set_params(&mut self, params: RuleParams) {
         self.params = params;
+    }
+
+    pub fn params(&self) -> RuleParams {
+        self.params
     }
 
     pub fn phase(&self) -> Phase {
@@ -216,6 +237,33 @@ mod tests {
             }
         }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    /// The engine forgets a quiet rule and makes it again with [`AlertRule::quiet`]: after
+    /// a good round, that is the same as keeping it, for any rounds that follow.
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_quiet_rule_judges_as_the_kept_one_would() {
+        let p = RuleParams::default();
+        for rounds in [
+            "GBGBGBGBGBGG",
+            "GBBBGBGBGBGGGGGGBGBG",
+            "GGBBGBBGBBGGGGGGGGBBB",
+        ] {
+            let mut kept = AlertRule::new(p);
+            let mut forgetful = AlertRule::new(p);
+            let mut forgotten = 0;
+            for c in rounds.chars() {
+                tokio::time::advance(ROUND).await;
+                let now = Instant::now();
+                let expected = kept.observe(c == 'B', now);
+                assert_eq!(forgetful.observe(c == 'B', now), expected, "{rounds}");
+                if forgetful.is_quiet() {
+                    forgetful = AlertRule::quiet(p);
+                    forgotten += 1;
+                }
+            }
+            assert!(forgotten > 0, "{rounds}: the rule was never quiet");
+        }
     }
 
     /// A link cut and restored every 7 s for 3 minutes, probed every 2 s: each outage and

@@ -45,7 +45,8 @@ pub struct Catalog {
     pub watch_dirs: Vec<std::path::PathBuf>,
     /// Alerting settings, notifiers and maintenance windows.
     pub alerting: Arc<Alerting>,
-    by_key: HashMap<CheckKey, (usize, usize)>,
+    /// Looked up for every result, twice: foldhash, not SipHash (the keys are our own ids).
+    by_key: KeyMap<(usize, usize)>,
     /// `depends_on` resolved to target indices once, for the rollups and root causes that
     /// walk the dependency graph every second.
     upstreams: Vec<Vec<usize>>,
@@ -212,6 +213,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// A map by check, hashed with foldhash rather than SipHash: looked up for every result, and
+/// the keys are the config's own ids, not input an attacker picks to collide.
+pub type KeyMap<V> = HashMap<CheckKey, V, foldhash::fast::RandomState>;
 
 /// Identifies a check across reloads: target id and check name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertsSnapshot, Engine, Round, Step};
-use crate::catalog::{Catalog, CheckKey, Target};
+use crate::catalog::{Catalog, KeyMap, Target};
 use crate::metrics::{Cells, CheckTable, Exposition};
 use crate::model::record::OpenAlert;
 use crate::model::{unix_ms, Recorder, Write};
@@ -42,7 +42,7 @@ pub enum StateMsg {
 
 pub struct State {
     catalog: Arc<Catalog>,
-    last: HashMap<CheckKey, LastResult>,
+    last: KeyMap<LastResult>,
     baselines: Baselines,
     /// The per-check series, and each check's cell in it (by target and check index).
     table: Arc<CheckTable>,
@@ -82,7 +82,7 @@ impl State {
         let alert_metrics = AlertMetrics::register(registry)?;
         let mut state = State {
             catalog,
-            last: HashMap::new(),
+            last: KeyMap::default(),
             baselines,
             table,
             cells,
@@ -291,6 +291,9 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
+/// Results come thousands a second: each wake-up of the state owner takes up to this many.
+const RESULTS_PER_WAKE: usize = 512;
+
 /// Runs the state owner until cancelled: results, catalogs and baseline acceptance in;
 /// metrics, snapshots and writes out. Before it stops, the last tick's writes go to the
 /// journal, so shutdown drains to disk.
@@ -304,12 +307,17 @@ pub async fn run(
     let mut ticks: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(RESULTS_PER_WAKE);
     loop {
         tokio::select! {
-            result = results.recv() => match result {
-                Some(result) => state.record(result),
-                None => break,
-            },
+            n = results.recv_many(&mut batch, RESULTS_PER_WAKE) => {
+                if n == 0 {
+                    break;
+                }
+                for result in batch.drain(..) {
+                    state.record(result);
+                }
+            }
             msg = control.recv() => match msg {
                 Some(StateMsg::Catalog(catalog)) => state.apply_catalog(catalog),
                 Some(StateMsg::AcceptBaselines(target, reply)) => {

@@ -2,6 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::alert::IncidentIds;
+use crate::catalog::CheckKey;
 use crate::model::record::Batch;
 use crate::probe::{Detail, FailureReason, Outcome};
 

@@ -277,7 +277,6 @@ impl Loader {
         }
 
         let id: Arc<str> = Arc::from(d.id.as_str());
-        let mut checks: Vec<Check> = Vec::new();
         let mut expanded = Vec::new();
         if d.checks.is_empty() {
             self.error(&file, d.at, format!("target {:?} has no checks", d.id));
@@ -295,6 +294,8 @@ impl Loader {
                 _ => expanded.push((check_file, check)),
             }
         }
+        // Sized once: a hundred thousand targets would otherwise each keep room for four.
+        let mut checks: Vec<Check> = Vec::with_capacity(expanded.len());
         for (check_file, check) in expanded {
             let name = check_name(&check.value);
             if checks.iter().any(|c| *c.key.check == *name) {

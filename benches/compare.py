@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""iocwatch against its peers, in one run, on loopback only.
+"""iocwatch against its peers, in one run, on loopback only: the table of issue 10.
 
 Workloads (each tool in turn, same targets, same rate, bounded in time):
-  icmp: N loopback addresses (127.20.0.0/16), one echo per target per second
-        peers: fping (loop mode), prometheus-smokeping-prober, prometheus-blackbox-exporter
-  tcp:  N loopback addresses, one TCP connect per target per second to a local listener
-        peer: prometheus-blackbox-exporter (tcp_connect)
+  ICMP at 1,000, 10,000 and 100,000 loopback addresses (127.20.0.0/14), one echo per target
+  per period (1 s, or N/10,000 s above 10,000 targets so that the rate stays 10,000/s);
+  peers: fping (loop mode), and at 1,000 targets prometheus-blackbox-exporter (driven at the
+  same rate) and prometheus-smokeping-prober (300 targets: it cannot keep up with more).
+  HTTP and TCP at 1,000 targets against local servers; peer: prometheus-blackbox-exporter.
 
-Measured per tool: probes done, CPU seconds (user+system, from /proc) per 1000 probes,
-peak resident memory; then the ratios peer / iocwatch. The blackbox exporter probes on
-scrape, so this script drives it with N requests per second (the driver's own CPU is not
-counted). Usage: benches/compare.py [--targets N] [--seconds S] [--binary PATH]
+Measured per tool: CPU (user+system, /proc) per probe, loss and mean RTT (ICMP), resident
+memory at the end; for iocwatch also one /metrics scrape (time, size, series). Ratios are
+peer / iocwatch or iocwatch / peer as the goal states them.
+Usage: benches/compare.py [--sizes 1000,10000,100000] [--seconds S] [--binary PATH]
 Needs root (raw ICMP) and the Debian packages fping, prometheus-blackbox-exporter,
 prometheus-smokeping-prober (installed by benches/run.sh).
 """
@@ -88,66 +89,134 @@ def stop(proc):
         proc.wait()
 
 
-def measure_daemon(cmd, port, counter, seconds, warmup=3):
-    """Runs a daemon, lets it warm up, then measures CPU and its own probe counter."""
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_daemon(cmd, port, counters, seconds, warmup=3, ready=None):
+    """Runs a daemon, lets it warm up, then measures CPU and the deltas of its counters."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(port)
+        wait_http(port, deadline_s=300)
+        if ready:
+            deadline = time.monotonic() + 300
+            while not ready(get(port, "/metrics", timeout=60)[1]) and time.monotonic() < deadline:
+                time.sleep(1)
         time.sleep(warmup)
-        cpu0, done0 = cpu_seconds(proc.pid), metric_sum(get(port, "/metrics")[1], counter)
+        text0 = get(port, "/metrics", timeout=60)[1]
+        cpu0 = cpu_seconds(proc.pid)
         time.sleep(seconds)
-        cpu1, done1 = cpu_seconds(proc.pid), metric_sum(get(port, "/metrics")[1], counter)
-        rss = peak_rss_mib(proc.pid)
+        cpu1 = cpu_seconds(proc.pid)
+        started = time.monotonic()
+        text1 = get(port, "/metrics", timeout=60)[1]
+        scrape = time.monotonic() - started
+        rss = rss_mib(proc.pid)
+        fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
     finally:
         stop(proc)
-    return {"probes": done1 - done0, "cpu": cpu1 - cpu0, "rss": rss}
+    deltas = {c: metric_sum(text1, c) - metric_sum(text0, c) for c in counters}
+    series = sum(1 for line in text1.splitlines() if line and not line.startswith("#"))
+    return {"cpu": cpu1 - cpu0, "rss": rss, "deltas": deltas, "scrape": scrape,
+            "bytes": len(text1.encode()), "series": series, "fds": fds}
 
 
-def iocwatch(binary, targets, seconds, kind, tcp_port=None):
+def iocwatch(binary, targets, seconds, kind, period=1, port_or_url=None):
     port = free_port()
     lines = [
-        "defaults: {interval: 1s, timeout: 800ms}",
-        f"global: {{max_concurrency: {{icmp: {len(targets)}, tcp: {len(targets)}}}}}",
+        f"defaults: {{interval: {period}s, timeout: 800ms}}",
+        f"global: {{max_concurrency: {{icmp: {len(targets)}, tcp: {len(targets)}, http: {len(targets)}}}}}",
         'areas: [{code: "15", name: Lào Cai}]',
         "targets:",
     ]
-    check = "icmp: {count: 1}" if kind == "icmp" else f"tcp: {{port: {tcp_port}}}"
+    check = {"icmp": "icmp: {count: 1}",
+             "tcp": f"tcp: {{port: {port_or_url}}}",
+             "http": f'http: {{url: "{port_or_url}"}}'}[kind]
     for i, t in enumerate(targets):
         lines.append(f'  - {{id: t{i}, area: "15", address: {t}, checks: [{check}]}}')
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "iocwatch.yaml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
-        counter = "iocwatch_icmp_packets_sent_total" if kind == "icmp" else "iocwatch_probe_duration_seconds_count"
-        cmd = [binary, "run", "-c", path, "--listen", f"127.0.0.1:{port}", "--log.level", "error"]
-        return measure_daemon(cmd, port, counter, seconds)
+        cmd = [binary, "run", "-c", path, "--listen", f"127.0.0.1:{port}", "--log.level", "error",
+               "--storage.path", os.path.join(d, "data")]
+        counters = ["iocwatch_icmp_packets_sent_total", "iocwatch_icmp_packets_received_total",
+                    "iocwatch_icmp_rtt_seconds_sum", "iocwatch_icmp_rtt_seconds_count",
+                    "iocwatch_probe_duration_seconds_count", "iocwatch_icmp_receive_dropped_total"]
+        # Every check has run once before the measurement starts.
+        def ready(text):
+            return metric_sum(text, "iocwatch_probe_last_run_timestamp_seconds") > 0 and \
+                text.count("iocwatch_probe_last_run_timestamp_seconds{") >= len(targets)
+        r = measure_daemon(cmd, port, counters, seconds, warmup=period + 2, ready=ready)
+    d = r["deltas"]
+    if kind == "icmp":
+        r["probes"] = d["iocwatch_icmp_packets_sent_total"]
+        r["loss"] = 1 - d["iocwatch_icmp_packets_received_total"] / max(r["probes"], 1)
+        r["rtt"] = d["iocwatch_icmp_rtt_seconds_sum"] / max(d["iocwatch_icmp_rtt_seconds_count"], 1)
+        # Replies the kernel dropped on a full socket buffer: a loss that is ours, not the link's.
+        r["dropped"] = d["iocwatch_icmp_receive_dropped_total"]
+    else:
+        r["probes"] = d["iocwatch_probe_duration_seconds_count"]
+    return r
 
 
 def smokeping(targets, seconds):
     port = free_port()
     cmd = ["prometheus-smokeping-prober", "--privileged", "--ping.interval=1s",
            f"--web.listen-address=127.0.0.1:{port}", "--log.level=error", *targets]
-    return measure_daemon(cmd, port, "smokeping_requests_total", seconds)
+    r = measure_daemon(cmd, port, ["smokeping_requests_total", "smokeping_response_duration_seconds_count",
+                                   "smokeping_response_duration_seconds_sum"], seconds)
+    d = r["deltas"]
+    r["probes"] = d["smokeping_requests_total"]
+    r["loss"] = 1 - d["smokeping_response_duration_seconds_count"] / max(r["probes"], 1)
+    r["rtt"] = d["smokeping_response_duration_seconds_sum"] / max(d["smokeping_response_duration_seconds_count"], 1)
+    return r
 
 
-def fping(targets, seconds):
-    # Loop mode, one echo per target per second; the summary on SIGINT counts what was sent.
-    proc = subprocess.Popen(["fping", "-l", "-q", "-p", "1000", "-i", "1", *targets],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def fping(targets, seconds, period=1):
+    """fping in loop mode, one echo per target per period, the sends spread over the period
+    (`-i` = period / targets). Below its 1 ms default fping busy-waits and falls short of
+    the rate asked (the probes column shows what it did); splitting the targets over several
+    fping processes is worse, as every raw socket reads every reply. The summary on SIGINT
+    counts what was sent and received and gives each target's mean RTT."""
+    interval_ms = period * 1000 / len(targets)
+    # 100,000 addresses do not fit on a command line.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
+        listing.write("\n".join(targets) + "\n")
+        listing.flush()
+        proc = subprocess.Popen(["fping", "-l", "-q", "-p", str(period * 1000), "-i", f"{interval_ms:g}",
+                                 "-f", listing.name],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)  # fping has read the list
+    time.sleep(1)  # warm-up: the first round
+    cpu0 = cpu_seconds(proc.pid)
     time.sleep(seconds)
-    cpu, rss = cpu_seconds(proc.pid), peak_rss_mib(proc.pid)
+    cpu, rss = cpu_seconds(proc.pid) - cpu0, rss_mib(proc.pid)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=15)
-    sent = sum(int(m.group(1)) for m in re.finditer(r"xmt/rcv/%loss = (\d+)/", err))
-    return {"probes": sent, "cpu": cpu, "rss": rss}
+    _, err = proc.communicate(timeout=60)
+    sent = received = 0
+    rtt_sum = 0.0
+    for m in re.finditer(r"xmt/rcv/%loss = (\d+)/(\d+)/[^,\n]*(?:, min/avg/max = [\d.]+/([\d.]+)/)?", err):
+        xmt, rcv = int(m.group(1)), int(m.group(2))
+        sent += xmt
+        received += rcv
+        if m.group(3):
+            rtt_sum += float(m.group(3)) / 1000 * rcv
+    # The summary covers the whole run, warm-up included: scale the count to the window.
+    return {"probes": sent * seconds / (seconds + 1), "cpu": cpu, "rss": rss,
+            "loss": 1 - received / max(sent, 1), "rtt": rtt_sum / max(received, 1)}
 
 
-def blackbox(targets, seconds, kind, tcp_port=None):
+def blackbox(targets, seconds, kind, probe_target=None):
     port = free_port()
     config = (
         "modules:\n"
         "  icmp:\n    prober: icmp\n    timeout: 1s\n    icmp:\n      preferred_ip_protocol: ip4\n"
         "  tcp:\n    prober: tcp\n    timeout: 1s\n    tcp:\n      preferred_ip_protocol: ip4\n"
+        "  http:\n    prober: http\n    timeout: 1s\n    http:\n      preferred_ip_protocol: ip4\n"
     )
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "blackbox.yml")
@@ -158,12 +227,12 @@ def blackbox(targets, seconds, kind, tcp_port=None):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(port)
-            paths = [f"/probe?module={kind}&target={t}" + (f":{tcp_port}" if kind == "tcp" else "")
+            paths = [f"/probe?module={kind}&target=" + (probe_target(t) if probe_target else t)
                      for t in targets]
-            done = drive(port, paths, seconds=1)  # warm-up
+            drive(port, paths, seconds=1)  # warm-up
             cpu0 = cpu_seconds(proc.pid)
             done = drive(port, paths, seconds)
-            cpu1, rss = cpu_seconds(proc.pid), peak_rss_mib(proc.pid)
+            cpu1, rss = cpu_seconds(proc.pid), rss_mib(proc.pid)
         finally:
             stop(proc)
     return {"probes": done, "cpu": cpu1 - cpu0, "rss": rss}
@@ -217,50 +286,103 @@ def accept_forever(listener):
             return
 
 
-def report(title, results):
-    base = results["iocwatch"]
-    base_cpu = base["cpu"] / max(base["probes"], 1) * 1000
-    print(f"\n{title}")
-    print(f"{'tool':<30} {'probes':>8} {'CPU s/1000 probes':>18} {'peak RSS MiB':>13} {'CPU ×iocwatch':>14} {'RSS ×iocwatch':>14}")
-    for name, r in results.items():
-        per = r["cpu"] / max(r["probes"], 1) * 1000
-        print(f"{name:<30} {r['probes']:>8.0f} {per:>18.4f} {r['rss']:>13.1f} "
-              f"{per / base_cpu if base_cpu else float('nan'):>14.2f} {r['rss'] / base['rss']:>14.2f}")
+def http_server():
+    """A minimal HTTP/1.1 server on loopback (a thread per connection is plenty at 1,000/s)."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = b"<h1>ok</h1>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def per_probe_ms(r):
+    return r["cpu"] / max(r["probes"], 1) * 1000
+
+
+def row(cells):
+    print("| " + " | ".join(cells) + " |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--binary", default="target/release/iocwatch")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the ICMP peers need raw sockets")
-    n = args.targets
+    sizes = [int(n) for n in args.sizes.split(",")]
+    secs = args.seconds
     # Loopback only: 127.20.0.1 … (all of 127/8 answers on Linux).
-    targets = [f"127.20.{i // 250}.{i % 250 + 1}" for i in range(n)]
-    print(f"{n} loopback targets, 1 probe per target per second, {args.seconds} s measured per tool")
+    addresses = [f"127.{20 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}" for i in range(max(sizes))]
 
-    icmp = {
-        "iocwatch": iocwatch(args.binary, targets, args.seconds, "icmp"),
-        "prometheus-smokeping-prober": smokeping(targets, args.seconds),
-        "fping -l": fping(targets, args.seconds),
-        "prometheus-blackbox-exporter": blackbox(targets, args.seconds, "icmp"),
-    }
-    report("ICMP echo", icmp)
+    print(f"{secs} s measured per tool; CPU is the tool's own process (user + system)\n")
+    row(["work", "tool", "probes", "CPU ms/probe", "loss %", "mean RTT ms", "RSS MiB", "ratio"])
+    row(["---"] * 8)
+    for n in sizes:
+        targets = addresses[:n]
+        period = max(1, n // 10000)
+        ours = iocwatch(args.binary, targets, secs, "icmp", period)
+        work = f"ICMP, {n:,} targets every {period} s"
 
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("0.0.0.0", 0))
-    listener.listen(4096)
-    tcp_port = listener.getsockname()[1]
-    threading.Thread(target=accept_forever, args=(listener,), daemon=True).start()
-    tcp = {
-        "iocwatch": iocwatch(args.binary, targets, args.seconds, "tcp", tcp_port),
-        "prometheus-blackbox-exporter": blackbox(targets, args.seconds, "tcp", tcp_port),
-    }
-    report("TCP connect", tcp)
-    listener.close()
+        def line(tool, r, ratio=""):
+            loss = f"{r['loss'] * 100:.2f}" if "loss" in r else "–"
+            rtt = f"{r['rtt'] * 1000:.3f}" if "rtt" in r else "–"
+            row([work, tool, f"{r['probes']:.0f}", f"{per_probe_ms(r):.4f}", loss, rtt, f"{r['rss']:.1f}", ratio])
+
+        line("iocwatch", ours, f"{ours['dropped']:.0f} replies dropped by the kernel")
+        peer = fping(targets, secs, period)
+        line(f"fping -l -i {period * 1000 / n:g}", peer,
+             f"iocwatch CPU = {per_probe_ms(ours) / per_probe_ms(peer):.2f} × fping")
+        if n <= 1000:
+            bb = blackbox(targets, secs, "icmp")
+            line("prometheus-blackbox-exporter", bb, f"iocwatch = 1/{per_probe_ms(bb) / per_probe_ms(ours):.0f} of it")
+            sp_targets = targets[:300]
+            sp = smokeping(sp_targets, secs)
+            line("prometheus-smokeping-prober (300 targets)", sp, f"iocwatch = 1/{per_probe_ms(sp) / per_probe_ms(ours):.0f} of it")
+        row([f"/metrics, {n:,} ICMP checks", "iocwatch", f"{ours['series']:,} series",
+             f"{ours['bytes'] / 1e6:.1f} MB", "", "", f"{ours['rss']:.1f}",
+             f"{ours['scrape']:.2f} s per scrape; {ours['rss'] * 1024 / n:.1f} KiB per check"])
+
+    if 1000 in sizes:
+        targets = addresses[:1000]
+        web = http_server()
+        url = f"http://127.0.0.1:{web.server_address[1]}/"
+        ours = iocwatch(args.binary, targets, secs, "http", 1, url)
+        bb = blackbox(targets, secs, "http", lambda t: url)
+        work = "HTTP, 1,000 targets"
+        row([work, "iocwatch", f"{ours['probes']:.0f}", f"{per_probe_ms(ours):.4f}", "–", "–", f"{ours['rss']:.1f}", ""])
+        row([work, "prometheus-blackbox-exporter", f"{bb['probes']:.0f}", f"{per_probe_ms(bb):.4f}", "–", "–",
+             f"{bb['rss']:.1f}", f"iocwatch = 1/{per_probe_ms(bb) / per_probe_ms(ours):.1f} of it"])
+        web.shutdown()
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(4096)
+        tcp_port = listener.getsockname()[1]
+        threading.Thread(target=accept_forever, args=(listener,), daemon=True).start()
+        ours = iocwatch(args.binary, targets, secs, "tcp", 1, tcp_port)
+        bb = blackbox(targets, secs, "tcp", lambda t: f"{t}:{tcp_port}")
+        work = "TCP, 1,000 targets"
+        row([work, "iocwatch", f"{ours['probes']:.0f}", f"{per_probe_ms(ours):.4f}", "–", "–", f"{ours['rss']:.1f}", ""])
+        row([work, "prometheus-blackbox-exporter", f"{bb['probes']:.0f}", f"{per_probe_ms(bb):.4f}", "–", "–",
+             f"{bb['rss']:.1f}", f"iocwatch = 1/{per_probe_ms(bb) / per_probe_ms(ours):.1f} of it"])
+        listener.close()
 
 
 if __name__ == "__main__":

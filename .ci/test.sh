@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 # for the e-mail notifier), dbus + python3-dbusmock (a session bus with a notification
 # server for desktop notifications), mount + util-linux + e2fsprogs (the fault suite's
 # tmpfs that fills up and ext4 image that turns read-only; python3 holds a database lock
-# and answers ICMP in a test host).
+# and answers ICMP in a test host), curl (reads a namespaced agent's metrics), podman + runc +
+# debootstrap (the container image test, on a base image made from the Debian mirror).
 packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd
-  python3 python3-aiosmtpd dbus python3-dbusmock mount util-linux e2fsprogs)
+  python3 python3-aiosmtpd dbus python3-dbusmock mount util-linux e2fsprogs curl podman runc debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +38,9 @@ fi
 if ! cargo deny --version >/dev/null 2>&1; then
   cargo install cargo-deny --version 0.20.2 --locked --quiet
 fi
+
+# The local base image tests/container.rs builds on (no image registry is reachable).
+.ci/container-base.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --locked -- -D warnings

@@ -308,9 +308,9 @@ async fn the_image_runs_non_root_probes_icmp_keeps_state_and_shards() {
             config.path(),
             &volume,
             &[
-                &compose[0],
-                &compose[1],
-                &compose[2],
+                compose[0],
+                compose[1],
+                compose[2],
                 &format!("--env=IOCWATCH_SHARD_INDEX={index}"),
                 "--env=IOCWATCH_SHARD_COUNT=2",
             ],

@@ -47,3 +47,6 @@ cargo clippy --all-targets --all-features --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q
 cargo deny --locked check licenses bans sources
 cargo test --all-features --locked
+# The default build (what `cargo run --release`, the .deb and the image ship) with the
+# desktop notifier, against a real session bus.
+cargo test --locked --test desktop

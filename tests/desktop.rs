@@ -1,4 +1,4 @@
-//! Desktop notifications (cargo feature `desktop`, on in CI) on a real session D-Bus:
+//! Desktop notifications (cargo feature `desktop`, on by default) on a real session D-Bus:
 //! `dbus-run-session` starts a private bus, python-dbusmock's notification daemon records
 //! every `Notify` call, and the agent binary runs inside that session. Without a session
 //! bus the agent warns and carries on.

@@ -149,7 +149,7 @@ impl NotifierConfig {
                 kinds.push(Ok(NotifierKind::Desktop(c)));
             } else {
                 kinds.push(Err(
-                    "desktop notifications need iocwatch built with `--features desktop`".into(),
+                    "desktop notifications need iocwatch built with the `desktop` feature (on by default)".into(),
                 ));
             }
         }

@@ -107,7 +107,43 @@ impl AgentMetrics {
         for c in collectors {
             registry.register(c)?;
         }
+        // Memory, descriptors and CPU of the process, as every exporter reports them.
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            registry.register(Box::new(RuntimeCollector::new(runtime)?))?;
+        }
         Ok(metrics)
+    }
+}
+
+/// Tasks alive in the runtime, read at scrape time: one per check plus a fixed few, so a
+/// count that grows across reloads is a leak.
+struct RuntimeCollector {
+    runtime: tokio::runtime::Handle,
+    tasks: IntGauge,
+}
+
+impl RuntimeCollector {
+    fn new(runtime: tokio::runtime::Handle) -> prometheus::Result<RuntimeCollector> {
+        Ok(RuntimeCollector {
+            runtime,
+            tasks: IntGauge::new(
+                "iocwatch_runtime_tasks",
+                "Tasks alive in the agent's runtime.",
+            )?,
+        })
+    }
+}
+
+impl Collector for RuntimeCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.tasks.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let alive = self.runtime.metrics().num_alive_tasks();
+        self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        self.tasks.collect()
     }
 }
 

@@ -17,6 +17,10 @@ use crate::reach::{Reach, TargetState};
 pub struct LastResult {
     pub failure: Option<FailureReason>,
     pub duration_seconds: f64,
+    /// ICMP: the round's mean RTT (absent when nothing answered) and its loss. A round's
+    /// length is count × spacing, which says nothing about the link.
+    pub rtt_seconds: Option<f64>,
+    pub loss_ratio: Option<f64>,
     pub finished: SystemTime,
     /// What a security check found, in a line: what changed on a page, a TLS grade and its
     /// reasons, a changed DNS answer, unexpected open ports.
@@ -28,6 +32,14 @@ impl LastResult {
         LastResult {
             failure: outcome.failure,
             duration_seconds: outcome.duration.as_secs_f64(),
+            rtt_seconds: match &outcome.detail {
+                crate::probe::Detail::Icmp(stats) => stats.avg().map(|d| d.as_secs_f64()),
+                _ => None,
+            },
+            loss_ratio: match &outcome.detail {
+                crate::probe::Detail::Icmp(stats) if stats.sent > 0 => Some(stats.loss_ratio()),
+                _ => None,
+            },
             finished,
             note: note(&outcome.detail),
         }
@@ -182,6 +194,8 @@ pub struct CheckStatus {
     pub success: Option<bool>,
     pub reason: Option<&'static str>,
     pub duration_seconds: Option<f64>,
+    pub rtt_seconds: Option<f64>,
+    pub loss_ratio: Option<f64>,
     pub last_run: Option<f64>,
     pub note: Option<String>,
 }
@@ -247,6 +261,8 @@ pub fn build(
                         success: r.map(|r| r.failure.is_none()),
                         reason: r.and_then(|r| r.failure).map(FailureReason::label),
                         duration_seconds: r.map(|r| r.duration_seconds),
+                        rtt_seconds: r.and_then(|r| r.rtt_seconds),
+                        loss_ratio: r.and_then(|r| r.loss_ratio),
                         last_run: r.map(|r| unix(r.finished)),
                         note: r.and_then(|r| r.note.clone()),
                     }

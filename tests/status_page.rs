@@ -135,6 +135,21 @@ async fn chromium_renders_the_status_page_in_both_languages() {
         html.contains("ảnh hưởng 1 đối tượng"),
         "root cause with its affected count"
     );
+    // The loopback ICMP check shows its RTT (hundredths of a millisecond), not the length
+    // of its round.
+    let icmp_row = html
+        .split("<tr>")
+        .find(|row| row.contains("ubnd-02947"))
+        .expect("the ICMP target's row");
+    let shown = icmp_row
+        .split_once("icmp <span class=\"muted\">")
+        .and_then(|(_, rest)| rest.split_once(" ms"))
+        .map(|(figure, _)| figure.to_owned())
+        .unwrap_or_default();
+    assert!(
+        shown.starts_with("0.") && shown.len() == 4 && shown.parse::<f64>().is_ok(),
+        "RTT below a millisecond as 0.xx ms, got {shown:?} in {icmp_row}"
+    );
 
     let english = chromium(&["--dump-dom", &format!("{url}?lang=en")]);
     let html = String::from_utf8_lossy(&english.stdout);

@@ -108,7 +108,9 @@ impl AgentMetrics {
             registry.register(c)?;
         }
         // Memory, descriptors and CPU of the process, as every exporter reports them.
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             registry.register(Box::new(RuntimeCollector::new(runtime)?))?;
         }

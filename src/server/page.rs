@@ -37,6 +37,7 @@ struct Texts {
     areas: &'static str,
     targets: &'static str,
     checks: &'static str,
+    loss: &'static str,
     more: &'static str,
     updated: &'static str,
     switch: (&'static str, &'static str),
@@ -74,6 +75,7 @@ const VI: Texts = Texts {
     areas: "Địa bàn",
     targets: "Đối tượng giám sát",
     checks: "Kiểm tra",
+    loss: "mất gói",
     more: "… và {} đối tượng khác",
     updated: "Cập nhật",
     switch: ("?lang=en", "English"),
@@ -111,6 +113,7 @@ const EN: Texts = Texts {
     areas: "Areas",
     targets: "Targets",
     checks: "Checks",
+    loss: "loss",
     more: "… and {} more",
     updated: "Updated",
     switch: ("?lang=vi", "Tiếng Việt"),
@@ -149,6 +152,18 @@ fn esc(text: &str) -> String {
         }
     }
     out
+}
+
+/// A duration as people read it: "0.02 ms" on loopback, "35 ms" across a province.
+fn millis(seconds: f64) -> String {
+    let ms = seconds * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
 }
 
 fn state_name(t: &Texts, state: TargetState) -> &'static str {
@@ -379,8 +394,21 @@ pub fn render(
             if let Some(reason) = c.reason {
                 let _ = write!(checks, " ({reason})");
             }
-            if let Some(d) = c.duration_seconds {
-                let _ = write!(checks, " <span class=\"muted\">{:.0} ms</span>", d * 1000.0);
+            if c.kind == crate::probe::Kind::Icmp {
+                // The link's figures, not the round's length (count × spacing).
+                if let Some(rtt) = c.rtt_seconds {
+                    let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(rtt));
+                }
+                if let Some(loss) = c.loss_ratio.filter(|l| *l > 0.0) {
+                    let _ = write!(
+                        checks,
+                        " <span class=\"muted\">{} {:.0} %</span>",
+                        t.loss,
+                        loss * 100.0
+                    );
+                }
+            } else if let Some(d) = c.duration_seconds {
+                let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(d));
             }
             if let Some(note) = &c.note {
                 let _ = write!(checks, " <span class=\"muted\">— {}</span>", esc(note));

@@ -96,6 +96,7 @@ def main():
             generation, next_reload, next_scrape = 0, started + 10, started
             first = None
             peak = {"rss": 0.0, "fds": 0.0, "tasks": 0.0}
+            minutes = []  # RSS at each whole minute: a plateau, or a slope
             scrapes = 0
             while time.monotonic() < end:
                 now = time.monotonic()
@@ -107,6 +108,8 @@ def main():
                     if first is not None:
                         for k in peak:
                             peak[k] = max(peak[k], s[k])
+                    if now - started >= 60 * (len(minutes) + 1):
+                        minutes.append(s["rss"])
                     next_scrape += 5
                 if now >= next_reload:
                     generation += 1
@@ -127,6 +130,7 @@ def main():
     print(f"| open descriptors | {first['fds']:.0f} | {last['fds']:.0f} | {peak['fds']:.0f} |")
     print(f"| runtime tasks | {first['tasks']:.0f} | {last['tasks']:.0f} | {peak['tasks']:.0f} |")
     print(f"| series | {first['series']:,} | {last['series']:,} | |")
+    print("\nRSS MiB minute by minute: " + " ".join(f"{m:.0f}" for m in minutes))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alert::{Engine, IncidentIds};
-use crate::catalog::{Catalog, Shard};
+use crate::catalog::{Catalog, Shard, Watched};
 use crate::config::{self, Config, ConfigErrors};
 use crate::journal::Journal;
 use crate::metrics::{AgentMetrics, Exposition};
@@ -440,30 +440,35 @@ impl Control {
 
     fn watch(&mut self) {
         if let Some(watcher) = &mut self.watcher {
-            watcher.watch(&self.catalog.watch_dirs);
+            watcher.watch(&self.catalog.watched);
         }
     }
 }
 
-/// Watches the directories of the config files; reports any change to a YAML or JSON file,
-/// and the creation of a directory a glob points into (`conf.d/` made after start-up).
+/// Watches the directories of the config files; reports a change to a file the config read
+/// or a new file one of its globs matches, and the creation of a directory a glob points
+/// into (`conf.d/` made after start-up).
 struct ConfigWatcher {
     watcher: notify::RecommendedWatcher,
-    wanted: Vec<PathBuf>,
+    /// What counts, shared with the watcher's callback; replaced on every reload.
+    wanted: Arc<std::sync::RwLock<Watched>>,
     watched: Vec<PathBuf>,
 }
 
 impl ConfigWatcher {
     fn new(changed: mpsc::Sender<()>) -> Result<ConfigWatcher, notify::Error> {
+        let wanted = Arc::new(std::sync::RwLock::new(Watched::default()));
+        let wanted_by_callback = Arc::clone(&wanted);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             if event.kind.is_access() {
                 return;
             }
-            let relevant = event
-                .paths
-                .iter()
-                .any(|p| is_config_file(p) || (event.kind.is_create() && p.is_dir()));
+            // Poisoning needs a panic while the lock is held; nothing there can panic.
+            let wanted = wanted_by_callback.read().unwrap_or_else(|p| p.into_inner());
+            let relevant = event.paths.iter().any(|p| {
+                wanted.concerns(p) || (event.kind.is_create() && p.is_dir() && wanted.awaits(p))
+            });
             if relevant {
                 // A full channel already holds a pending change; one is enough.
                 let _ = changed.try_send(());
@@ -471,20 +476,24 @@ impl ConfigWatcher {
         })?;
         Ok(ConfigWatcher {
             watcher,
-            wanted: Vec::new(),
+            wanted,
             watched: Vec::new(),
         })
     }
 
-    fn watch(&mut self, dirs: &[PathBuf]) {
-        let all_there = self.watched.iter().eq(self.wanted.iter());
-        if self.wanted == dirs && all_there {
+    fn watch(&mut self, now: &Watched) {
+        let dirs = &now.dirs;
+        let same_dirs = {
+            let wanted = self.wanted.read().unwrap_or_else(|p| p.into_inner());
+            wanted.dirs == *dirs && self.watched.iter().eq(wanted.dirs.iter())
+        };
+        *self.wanted.write().unwrap_or_else(|p| p.into_inner()) = now.clone();
+        if same_dirs {
             return;
         }
         for dir in self.watched.drain(..) {
             let _ = self.watcher.unwatch(&dir);
         }
-        self.wanted = dirs.to_vec();
         for dir in dirs {
             // A directory that does not exist yet is watched through its nearest ancestor,
             // so that its creation triggers a reload, which then watches it directly.
@@ -505,11 +514,6 @@ impl ConfigWatcher {
             }
         }
     }
-}
-
-fn is_config_file(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
 }
 
 #[cfg(unix)]

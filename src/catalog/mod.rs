@@ -41,8 +41,8 @@ pub struct Catalog {
     pub schema: LabelSchema,
     /// Every file read to build this catalog.
     pub sources: Vec<std::path::PathBuf>,
-    /// Directories whose changes may change the catalog (files read, include and file_sd globs).
-    pub watch_dirs: Vec<std::path::PathBuf>,
+    /// What a change on disk may alter: the directories to watch and the files that count.
+    pub watched: Watched,
     /// Alerting settings, notifiers and maintenance windows.
     pub alerting: Arc<Alerting>,
     /// Looked up for every result, twice: foldhash, not SipHash (the keys are our own ids).
@@ -50,6 +50,27 @@ pub struct Catalog {
     /// `depends_on` resolved to target indices once, for the rollups and root causes that
     /// walk the dependency graph every second.
     upstreams: Vec<Vec<usize>>,
+}
+
+/// The directories a reload watches, and which changes in them count: a file the config read,
+/// or a new file that an `include:` or file_sd glob matches. An editor's swap file or an
+/// unrelated `*.yaml` written beside the config reloads nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub dirs: Vec<std::path::PathBuf>,
+    pub files: Vec<std::path::PathBuf>,
+    pub patterns: Vec<glob::Pattern>,
+}
+
+impl Watched {
+    pub fn concerns(&self, path: &std::path::Path) -> bool {
+        self.files.iter().any(|f| f == path) || self.patterns.iter().any(|p| p.matches_path(path))
+    }
+
+    /// A directory made where a watched one will be (`conf.d/` created after start-up).
+    pub fn awaits(&self, dir: &std::path::Path) -> bool {
+        self.dirs.iter().any(|d| d.starts_with(dir))
+    }
 }
 
 impl Catalog {
@@ -61,7 +82,7 @@ impl Catalog {
         targets: Vec<Target>,
         schema: LabelSchema,
         sources: Vec<std::path::PathBuf>,
-        watch_dirs: Vec<std::path::PathBuf>,
+        watched: Watched,
         alerting: Arc<Alerting>,
     ) -> Catalog {
         let by_key = targets
@@ -98,7 +119,7 @@ impl Catalog {
             targets,
             schema,
             sources,
-            watch_dirs,
+            watched,
             by_key,
         }
     }
@@ -139,7 +160,7 @@ impl Catalog {
             mut targets,
             schema,
             sources,
-            watch_dirs,
+            watched,
             alerting,
             upstreams,
             ..
@@ -160,7 +181,7 @@ impl Catalog {
             target.owned = shard.owns(&target.id);
         }
         Catalog::new(
-            settings, areas, systems, targets, schema, sources, watch_dirs, alerting,
+            settings, areas, systems, targets, schema, sources, watched, alerting,
         )
     }
 

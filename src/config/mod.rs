@@ -214,6 +214,36 @@ mod tests {
     }
 
     #[test]
+    fn only_files_the_config_reads_or_its_globs_match_concern_a_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let main = dir.path().join("iocwatch.yaml");
+        std::fs::create_dir(dir.path().join("conf.d")).expect("mkdir");
+        std::fs::write(
+            &main,
+            "include: [\"conf.d/*.yaml\"]\nareas: [{code: \"15\", name: Lào Cai}]\ntargets: []\n",
+        )
+        .expect("write");
+        let owner = dir.path().join("conf.d/vnpt.yaml");
+        std::fs::write(&owner, "targets: []\n").expect("write");
+        let watched = load(&main).expect("valid").catalog.watched;
+        let path = |name: &str| dir.path().join(name);
+        for concerned in ["iocwatch.yaml", "conf.d/vnpt.yaml", "conf.d/new-owner.yaml"] {
+            assert!(watched.concerns(&path(concerned)), "{concerned}");
+        }
+        for ignored in [
+            "notes.yaml",
+            "conf.d/readme.json",
+            "conf.d/.vnpt.yaml.swp",
+            "conf.d/vnpt.yaml~",
+            "backup/iocwatch.yaml",
+        ] {
+            assert!(!watched.concerns(&path(ignored)), "{ignored}");
+        }
+        assert!(watched.awaits(&path("conf.d")));
+        assert!(!watched.awaits(&path("elsewhere")));
+    }
+
+    #[test]
     fn parser_messages_say_what_was_expected_in_plain_words() {
         assert_eq!(
             parse_error("port: 70000\n"),

@@ -1,5 +1,5 @@
 //! ICMP echo: N echo requests per round over one shared socket per address family
-//! ([`super::icmp_socket`]).
+//! (`icmp_socket.rs`).
 //!
 //! Raw sockets need CAP_NET_RAW; without it the kernel's unprivileged datagram ping sockets
 //! are used (allowed when `net.ipv4.ping_group_range` covers our group). If neither works the

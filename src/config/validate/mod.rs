@@ -31,6 +31,7 @@ pub(super) struct Loader {
     own_alerts: alerting::OwnAlerts,
     sources: Vec<PathBuf>,
     watch_dirs: BTreeSet<PathBuf>,
+    watch_patterns: Vec<glob::Pattern>,
     /// Notifiers as configured; the catalog keeps only their routes.
     notifiers: Vec<NotifierSpec>,
     warnings: Vec<ConfigError>,
@@ -88,6 +89,9 @@ impl Loader {
             fixed
         };
         self.watch_dirs.insert(dir);
+        if let Ok(matching) = glob::Pattern::new(&full.to_string_lossy()) {
+            self.watch_patterns.push(matching);
+        }
         match glob::glob(&full.to_string_lossy()) {
             Ok(paths) => {
                 let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
@@ -234,8 +238,12 @@ impl Loader {
             systems,
             targets,
             schema,
-            self.sources,
-            self.watch_dirs.into_iter().collect(),
+            self.sources.clone(),
+            crate::catalog::Watched {
+                dirs: self.watch_dirs.into_iter().collect(),
+                files: self.sources,
+                patterns: self.watch_patterns,
+            },
             alerting,
         );
         Ok(Config {

@@ -73,6 +73,7 @@ def main():
     parser.add_argument("--checks", type=int, default=10000)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--binary", default="target/release/iocwatch")
+    parser.add_argument("--reload-every", type=float, default=10, help="seconds; 0: never")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
@@ -93,7 +94,8 @@ def main():
                     time.sleep(0.2)
             started = time.monotonic()
             end = started + args.minutes * 60
-            generation, next_reload, next_scrape = 0, started + 10, started
+            every = args.reload_every or float("inf")
+            generation, next_reload, next_scrape = 0, started + every, started
             first = None
             peak = {"rss": 0.0, "fds": 0.0, "tasks": 0.0}
             minutes = []  # RSS at each whole minute: a plateau, or a slope
@@ -115,7 +117,7 @@ def main():
                     generation += 1
                     write_config(config, args.checks, generation)
                     proc.send_signal(signal.SIGHUP)
-                    next_reload += 10
+                    next_reload += every
                 time.sleep(max(0.0, min(next_scrape, next_reload, end) - time.monotonic()))
             last = sample(port)
         finally:

@@ -394,8 +394,8 @@ pub fn render(
             if let Some(reason) = c.reason {
                 let _ = write!(checks, " ({reason})");
             }
-            if c.kind == crate::probe::Kind::Icmp {
-                // The link's figures, not the round's length (count × spacing).
+            if c.loss_ratio.is_some() {
+                // ICMP: the link's figures, not the round's length (count × spacing).
                 if let Some(rtt) = c.rtt_seconds {
                     let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(rtt));
                 }

@@ -42,6 +42,8 @@ struct Texts {
     updated: &'static str,
     switch: (&'static str, &'static str),
     ago: fn(f64) -> String,
+    today: &'static str,
+    yesterday: &'static str,
 }
 
 const VI: Texts = Texts {
@@ -80,6 +82,8 @@ const VI: Texts = Texts {
     updated: "Cập nhật",
     switch: ("?lang=en", "English"),
     ago: ago_vi,
+    today: "hôm nay",
+    yesterday: "hôm qua",
 };
 
 const EN: Texts = Texts {
@@ -118,7 +122,34 @@ const EN: Texts = Texts {
     updated: "Updated",
     switch: ("?lang=vi", "Tiếng Việt"),
     ago: ago_en,
+    today: "today",
+    yesterday: "yesterday",
 };
+
+/// When something began, as people at the IOC read it: Vietnam time ("14:05 hôm nay",
+/// "09:30 hôm qua", "28/11 09:30") and how long ago, with the full time on hover.
+fn when(t: &Texts, rfc3339: &str, now: f64) -> String {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return esc(rfc3339);
+    };
+    let zone = crate::model::DEFAULT_TIME_ZONE;
+    let local = at.with_timezone(&zone);
+    let today = chrono::DateTime::from_timestamp(now as i64, 0)
+        .map(|n| n.with_timezone(&zone).date_naive());
+    let day = local.date_naive();
+    let short = match today {
+        Some(d) if d == day => format!("{} {}", local.format("%H:%M"), t.today),
+        Some(d) if d.pred_opt() == Some(day) => {
+            format!("{} {}", local.format("%H:%M"), t.yesterday)
+        }
+        _ => local.format("%d/%m %H:%M").to_string(),
+    };
+    let lasted = (t.ago)((now - at.timestamp() as f64).max(0.0));
+    format!(
+        "<span title=\"{}\">{short}</span><br><span class=\"muted\">{lasted}</span>",
+        local.format("%d/%m/%Y %H:%M:%S (UTC%:z)")
+    )
+}
 
 fn ago_vi(seconds: f64) -> String {
     match seconds {
@@ -330,7 +361,7 @@ pub fn render(
         h.push_str("</table>");
     }
 
-    render_alerts(&mut h, t, alerts);
+    render_alerts(&mut h, t, alerts, now);
 
     if !status.systems.is_empty() {
         let _ = write!(
@@ -447,7 +478,7 @@ pub fn render(
 
 /// Alerts that are not pending, root causes first: what was sent, what was folded into a
 /// root cause, what waits out a maintenance window.
-fn render_alerts(h: &mut String, t: &Texts, alerts: &AlertsSnapshot) {
+fn render_alerts(h: &mut String, t: &Texts, alerts: &AlertsSnapshot, now: f64) {
     let mut shown: Vec<_> = alerts
         .alerts
         .iter()
@@ -497,7 +528,7 @@ fn render_alerts(h: &mut String, t: &Texts, alerts: &AlertsSnapshot) {
             esc(&a.target),
             esc(&a.check),
             state,
-            esc(a.since.as_deref().unwrap_or("")),
+            a.since.as_deref().map(|since| when(t, since, now)).unwrap_or_default(),
             detail,
             class = esc(a.state),
         );
@@ -526,7 +557,7 @@ mod tests {
             state,
             flapping: false,
             recovering: false,
-            since: Some("2026-11-23T08:00:00Z".into()),
+            since: Some("2026-12-01T21:19:36Z".into()),
             value: None,
             note: None,
             root_cause: Vec::new(),
@@ -547,7 +578,9 @@ mod tests {
             windows: Vec::new(),
         };
         let mut h = String::new();
-        render_alerts(&mut h, &VI, &alerts);
+        // 2026-12-01T21:19:36Z is 04:19 on 2 December in Vietnam; "now" is 5 minutes later.
+        let now = 1_796_159_976.0 + 300.0;
+        render_alerts(&mut h, &VI, &alerts, now);
         let gw = h.find("<td>gw-bao-yen<br>").expect("gateway row");
         let c = h.find("<td>ubnd-02947<br>").expect("commune row");
         assert!(gw < c, "the root cause comes first");
@@ -558,6 +591,26 @@ mod tests {
         assert!(h.contains("Đã gộp vào nguyên nhân gốc"));
         assert!(h.contains("(do sự cố tại gw-bao-yen)"));
         assert!(!h.contains(">x<"), "pending alerts are not shown");
+        assert!(
+            h.contains(
+                "<span title=\"02/12/2026 04:19:36 (UTC+07:00)\">04:19 hôm nay</span>\
+                 <br><span class=\"muted\">5 phút trước</span>"
+            ),
+            "Vietnam time, how long ago, the full time on hover: {h}"
+        );
+        assert!(!h.contains("2026-12-01T21:19:36Z"), "no raw UTC");
+    }
+
+    #[test]
+    fn times_read_in_vietnam_time() {
+        let now = 1_796_159_976.0; // 2026-12-02 04:19:36 in Vietnam
+        let yesterday = when(&EN, "2026-12-01T03:00:00Z", now);
+        assert!(yesterday.contains(">10:00 yesterday<"), "{yesterday}");
+        let older = when(&VI, "2026-11-28T02:30:00Z", now);
+        assert!(
+            older.contains(">28/11 09:30<") && older.contains("4 ngày trước"),
+            "{older}"
+        );
     }
 
     #[test]

@@ -17,9 +17,11 @@ use crate::reach::{Reach, TargetState};
 pub struct LastResult {
     pub failure: Option<FailureReason>,
     pub duration_seconds: f64,
-    /// ICMP: the round's mean RTT (absent when nothing answered) and its loss. A round's
-    /// length is count × spacing, which says nothing about the link.
-    pub rtt_seconds: Option<f64>,
+    /// What people read as the check's latency: for ICMP the round's mean RTT (absent when
+    /// nothing answered; a round's length is count × spacing, which says nothing about the
+    /// link), for the other kinds the round's length.
+    pub latency_seconds: Option<f64>,
+    /// ICMP only: the round's loss.
     pub loss_ratio: Option<f64>,
     pub finished: SystemTime,
     /// What a security check found, in a line: what changed on a page, a TLS grade and its
@@ -32,9 +34,9 @@ impl LastResult {
         LastResult {
             failure: outcome.failure,
             duration_seconds: outcome.duration.as_secs_f64(),
-            rtt_seconds: match &outcome.detail {
+            latency_seconds: match &outcome.detail {
                 crate::probe::Detail::Icmp(stats) => stats.avg().map(|d| d.as_secs_f64()),
-                _ => None,
+                _ => Some(outcome.duration.as_secs_f64()),
             },
             loss_ratio: match &outcome.detail {
                 crate::probe::Detail::Icmp(stats) if stats.sent > 0 => Some(stats.loss_ratio()),
@@ -194,7 +196,7 @@ pub struct CheckStatus {
     pub success: Option<bool>,
     pub reason: Option<&'static str>,
     pub duration_seconds: Option<f64>,
-    pub rtt_seconds: Option<f64>,
+    pub latency_seconds: Option<f64>,
     pub loss_ratio: Option<f64>,
     pub last_run: Option<f64>,
     pub note: Option<String>,
@@ -261,7 +263,7 @@ pub fn build(
                         success: r.map(|r| r.failure.is_none()),
                         reason: r.and_then(|r| r.failure).map(FailureReason::label),
                         duration_seconds: r.map(|r| r.duration_seconds),
-                        rtt_seconds: r.and_then(|r| r.rtt_seconds),
+                        latency_seconds: r.and_then(|r| r.latency_seconds),
                         loss_ratio: r.and_then(|r| r.loss_ratio),
                         last_run: r.map(|r| unix(r.finished)),
                         note: r.and_then(|r| r.note.clone()),

@@ -140,7 +140,7 @@ impl IcmpProbe {
                     // unreachable": answers, but not from the target.
                     Ok(Some(Answer::Unreachable)) => Echo::Unreachable,
                     Ok(None) => Echo::Lost,
-                    Err(e) if e.raw_os_error() == Some(libc_ehostunreach()) => Echo::Unreachable,
+                    Err(e) if e.raw_os_error() == Some(libc::EHOSTUNREACH) => Echo::Unreachable,
                     Err(e) => Echo::Failed(FailureReason::from_io(&e)),
                 }
             }
@@ -354,10 +354,6 @@ impl Drop for IcmpClients {
             reader.abort();
         }
     }
-}
-
-fn libc_ehostunreach() -> i32 {
-    nix::errno::Errno::EHOSTUNREACH as i32
 }
 
 fn open_family(v6: bool) -> (Option<Arc<EchoSocket>>, SocketMode) {

@@ -425,21 +425,16 @@ pub fn render(
             if let Some(reason) = c.reason {
                 let _ = write!(checks, " ({reason})");
             }
-            if c.loss_ratio.is_some() {
-                // ICMP: the link's figures, not the round's length (count × spacing).
-                if let Some(rtt) = c.rtt_seconds {
-                    let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(rtt));
-                }
-                if let Some(loss) = c.loss_ratio.filter(|l| *l > 0.0) {
-                    let _ = write!(
-                        checks,
-                        " <span class=\"muted\">{} {:.0} %</span>",
-                        t.loss,
-                        loss * 100.0
-                    );
-                }
-            } else if let Some(d) = c.duration_seconds {
-                let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(d));
+            if let Some(latency) = c.latency_seconds {
+                let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(latency));
+            }
+            if let Some(loss) = c.loss_ratio.filter(|l| *l > 0.0) {
+                let _ = write!(
+                    checks,
+                    " <span class=\"muted\">{} {:.0} %</span>",
+                    t.loss,
+                    loss * 100.0
+                );
             }
             if let Some(note) = &c.note {
                 let _ = write!(checks, " <span class=\"muted\">— {}</span>", esc(note));

@@ -295,6 +295,8 @@ pub struct Alerting {
     pub external_url: Option<String>,
     /// How long incident history is kept.
     pub history: Duration,
+    /// How long hourly aggregates (for reports) are kept.
+    pub report_history: Duration,
     pub time_zone: chrono_tz::Tz,
     pub notifiers: Vec<NotifierRoute>,
     pub maintenance: Vec<Window>,
@@ -318,6 +320,7 @@ impl Default for Alerting {
             strip_diacritics: false,
             external_url: None,
             history: Duration::from_secs(90 * 86400),
+            report_history: Duration::from_secs(395 * 86400),
             time_zone: crate::model::DEFAULT_TIME_ZONE,
             notifiers: Vec::new(),
             maintenance: Vec::new(),

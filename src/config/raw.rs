@@ -53,6 +53,10 @@ pub struct RawAlerting {
     /// How long incident history is kept (default 90d).
     #[serde(default)]
     pub history: Option<Spanned<PromDuration>>,
+    /// How long hourly aggregates for availability reports are kept (default 395d, 13
+    /// months: a year compared with the same quarter last year).
+    #[serde(default)]
+    pub report_history: Option<Spanned<PromDuration>>,
     /// IANA zone of maintenance windows (default Asia/Ho_Chi_Minh).
     #[serde(default)]
     pub time_zone: Option<Spanned<String>>,

@@ -14,6 +14,7 @@ pub mod condition;
 mod duration;
 mod event;
 mod field;
+pub mod hourly;
 mod locale;
 pub mod record;
 mod secret;

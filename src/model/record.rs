@@ -76,6 +76,12 @@ pub enum Write {
     Prune {
         before: i64,
     },
+    /// Rounds to add to checks' hourly aggregates.
+    Hourly(Vec<super::hourly::HourDelta>),
+    /// Deletes hourly aggregates of hours that began before `before` (Unix seconds).
+    PruneHourly {
+        before: i64,
+    },
 }
 
 impl Write {

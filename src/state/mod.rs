@@ -9,6 +9,7 @@
 
 mod alert_metrics;
 mod baseline;
+mod hourly;
 mod rollup;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ pub struct State {
     /// Writes since the last tick (baselines), sent with the engine's.
     writes: Vec<Write>,
     journal: Recorder,
+    /// Rounds added up by the hour, for reports.
+    hourly: hourly::Hourly,
     alert_metrics: AlertMetrics,
     alerts: watch::Sender<Arc<AlertsSnapshot>>,
     status: watch::Sender<Arc<Status>>,
@@ -95,6 +98,7 @@ impl State {
             rounds: Vec::new(),
             writes: Vec::new(),
             journal,
+            hourly: hourly::Hourly::default(),
             alert_metrics,
             alerts: watch::Sender::new(Arc::default()),
             status: watch::Sender::new(Arc::new(Status::default())),
@@ -142,6 +146,7 @@ impl State {
     pub fn apply_catalog(&mut self, new: Arc<Catalog>) {
         // The rounds of the old catalog are judged under it first.
         self.tick();
+        self.hourly.apply_catalog(&mut self.writes);
         self.cells = self.table.apply(&new);
         self.last.retain(|key, _| new.check(key).is_some());
         let ids: std::collections::HashSet<&str> = new.targets.iter().map(|t| &*t.id).collect();
@@ -171,6 +176,15 @@ impl State {
         }
         let last = LastResult::from_outcome(&result.outcome, result.finished);
         let ok = last.failure.is_none();
+        let target = &self.catalog.targets[t];
+        self.hourly.record(
+            &self.catalog,
+            (target, &target.checks[c]),
+            !ok,
+            // A failed round's length is its timeout, not a latency.
+            last.latency_seconds.filter(|_| ok),
+            result.finished,
+        );
         let before = self.last.insert(result.key.clone(), last);
         if before.map(|b| b.failure.is_none()) != Some(ok) {
             self.dirty = true;
@@ -250,6 +264,12 @@ impl State {
             wall: SystemTime::now(),
         });
         self.writes.extend(effects.writes);
+        self.hourly.tick(
+            &self.catalog,
+            Instant::now(),
+            SystemTime::now(),
+            &mut self.writes,
+        );
         self.flush();
         let view = self.engine.view(&self.catalog);
         self.alert_metrics.show(&view);
@@ -261,6 +281,13 @@ impl State {
                 true
             }
         });
+    }
+
+    /// The last tick before shutdown; what was counted for reports goes too.
+    pub fn finish(&mut self) {
+        self.tick();
+        self.hourly.flush(&mut self.writes);
+        self.flush();
     }
 
     fn flush(&mut self) {
@@ -342,7 +369,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         }
     }
-    state.tick();
+    state.finish();
 }
 
 #[cfg(test)]

@@ -128,3 +128,98 @@ async fn rollups_status_and_alerts_agree_on_the_root_cause() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn rounds_are_added_up_by_the_hour_with_maintenance_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iocwatch.yaml");
+    std::fs::write(
+        &path,
+        "areas: [{code: \"15\", name: Lào Cai, children: [{code: \"02947\", name: Bảo Yên}]}]\n\
+         alerting:\n  maintenance:\n    - {name: fibre, targets: [cx], start: \"2000-01-01 00:00\", end: \"2999-01-01 00:00\"}\n\
+         targets:\n\
+         \x20 - {id: gw, area: \"15\", address: 127.0.0.1, labels: {owner: VNPT}, interval: 10s, checks: [icmp: {}]}\n\
+         \x20 - {id: cx, area: \"02947\", address: 127.0.0.1, interval: 30s, checks: [tcp: {port: 80}]}\n",
+    )
+    .expect("write");
+    let catalog = Arc::new(crate::config::load(&path).expect("valid").catalog);
+    let exposition = Exposition::new(None).expect("exposition");
+    let (mut state, mut journal) = state(&exposition, &catalog);
+    state.tick();
+    let hour = |h: u64, s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(h * 3600 + s);
+    let at = |mut r: ProbeResult, t: SystemTime| {
+        r.finished = t;
+        r
+    };
+    // gw: two good rounds and a failed one in hour 100, one good in hour 101.
+    let echo = || {
+        Detail::Icmp(crate::probe::IcmpStats {
+            sent: 1,
+            rtts: vec![Duration::from_millis(4)],
+        })
+    };
+    state.record(at(result("gw", "icmp", true, echo()), hour(100, 10)));
+    state.record(at(result("gw", "icmp", false, Detail::None), hour(100, 20)));
+    state.record(at(result("gw", "icmp", true, echo()), hour(100, 30)));
+    state.record(at(result("gw", "icmp", true, echo()), hour(101, 5)));
+    // cx, in maintenance: one failed round, one good.
+    state.record(at(
+        result("cx", "tcp_80", false, Detail::None),
+        hour(100, 0),
+    ));
+    state.record(at(
+        result("cx", "tcp_80", true, Detail::None),
+        hour(100, 30),
+    ));
+    state.finish();
+    let mut hours: std::collections::BTreeMap<(String, i64), crate::model::hourly::HourStats> =
+        Default::default();
+    let mut places = std::collections::BTreeMap::new();
+    while let Ok(batch) = journal.try_recv() {
+        for write in batch.writes {
+            if let Write::Hourly(deltas) = write {
+                for d in deltas {
+                    places.insert(d.place.check_key.clone(), Arc::clone(&d.place));
+                    hours
+                        .entry((d.place.check_key.clone(), d.hour))
+                        .or_default()
+                        .add(&d.stats);
+                }
+            }
+        }
+    }
+    let gw = &hours[&("gw/icmp".to_owned(), 360_000)];
+    assert_eq!(
+        (
+            gw.rounds,
+            gw.failures,
+            gw.observed_ms,
+            gw.down_ms,
+            gw.maintenance_ms
+        ),
+        (3, 1, 30_000, 10_000, 0)
+    );
+    // ICMP latency is the RTT (4 ms), not the round's length (5 ms); none for the failure.
+    assert_eq!(gw.latency_count, 2);
+    assert!((gw.latency_sum - 0.008).abs() < 1e-9, "{}", gw.latency_sum);
+    assert_eq!(hours[&("gw/icmp".to_owned(), 363_600)].rounds, 1);
+    let cx = &hours[&("cx/tcp_80".to_owned(), 360_000)];
+    assert_eq!(
+        (
+            cx.rounds,
+            cx.down_ms,
+            cx.maintenance_ms,
+            cx.maintenance_down_ms
+        ),
+        (2, 0, 60_000, 30_000)
+    );
+    let gw_place = &places["gw/icmp"];
+    assert_eq!(gw_place.owner.as_deref(), Some("VNPT"));
+    assert_eq!(
+        places["cx/tcp_80"].areas,
+        [
+            ("15".to_owned(), "Lào Cai".to_owned()),
+            ("02947".to_owned(), "Bảo Yên".to_owned())
+        ]
+    );
+}

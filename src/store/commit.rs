@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, ErrorCode};
 
-use super::{alerts, outbox};
+use super::{alerts, hourly, outbox};
 use crate::model::Write;
 
 /// What a commit did.
@@ -73,6 +73,8 @@ fn describe(write: &Write) -> String {
         Write::Delivery { id, .. } => format!("delivery of outbox row {id}"),
         Write::Kv { key, .. } => format!("value {key}"),
         Write::Prune { .. } => "prune".to_owned(),
+        Write::Hourly(deltas) => format!("hourly aggregates of {} checks", deltas.len()),
+        Write::PruneHourly { .. } => "prune hourly aggregates".to_owned(),
     }
 }
 
@@ -87,6 +89,8 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<()> {
         | Write::MaintenanceEnded { .. }
         | Write::Prune { .. } => alerts::apply(conn, write),
         Write::Delivery { id, at, result } => outbox::settle(conn, *id, *at, result),
+        Write::Hourly(deltas) => hourly::add(conn, deltas),
+        Write::PruneHourly { before } => hourly::prune(conn, *before),
         Write::BaselineSet { key, value, at } => conn
             .execute(
                 "INSERT INTO baselines (check_key, value, updated_at) VALUES (?1, ?2, ?3)

@@ -14,6 +14,7 @@
 
 mod alerts;
 mod commit;
+mod hourly;
 mod outbox;
 mod schema;
 
@@ -25,6 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use alerts::{AmAlert, IncidentRow, MaintenancePeriod};
 pub use commit::Committed;
+pub use hourly::{open_read_only, read_history, History, IncidentSpan};
 pub use outbox::OutboxRow;
 
 use crate::model::Write;
@@ -50,6 +52,15 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "database {path} has schema version {found}, older than this iocwatch reads ({supported}): \
+         start the agent once to bring it up to date"
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("database {path}: its connection thread has stopped")]
     Closed { path: PathBuf },
 }
@@ -62,7 +73,7 @@ impl StoreError {
         match self {
             StoreError::Sqlite { source, .. } => commit::is_transient(source),
             StoreError::Closed { .. } | StoreError::Directory { .. } => true,
-            StoreError::NewerSchema { .. } => false,
+            StoreError::NewerSchema { .. } | StoreError::OlderSchema { .. } => false,
         }
     }
 }

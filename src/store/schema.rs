@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// Migrations, in order; `user_version` is how many have run. Never edit a landed one: add.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "CREATE TABLE baselines (
         check_key  TEXT PRIMARY KEY,
         value      TEXT NOT NULL,
@@ -71,7 +71,38 @@ const MIGRATIONS: [&str; 3] = [
     CREATE UNIQUE INDEX incidents_uid ON incidents (uid);
     ALTER TABLE alerts ADD COLUMN incident_uid TEXT;
     UPDATE alerts SET incident_uid = CAST(incident AS TEXT);",
+    // Hourly aggregates for availability reports: each check's place (kept when a reload
+    // removes the check, so old reports still name it) and its hours (Unix seconds).
+    "CREATE TABLE report_checks (
+        id          INTEGER PRIMARY KEY,
+        check_key   TEXT NOT NULL UNIQUE,
+        target      TEXT NOT NULL,
+        target_name TEXT,
+        kind        TEXT NOT NULL,
+        areas       TEXT NOT NULL,
+        system      TEXT,
+        owner       TEXT
+    ) STRICT;
+    CREATE TABLE hourly (
+        check_id            INTEGER NOT NULL REFERENCES report_checks (id),
+        hour                INTEGER NOT NULL,
+        rounds              INTEGER NOT NULL,
+        failures            INTEGER NOT NULL,
+        observed_ms         INTEGER NOT NULL,
+        down_ms             INTEGER NOT NULL,
+        maintenance_ms      INTEGER NOT NULL,
+        maintenance_down_ms INTEGER NOT NULL,
+        latency_sum         REAL NOT NULL,
+        latency_count       INTEGER NOT NULL,
+        sketch              BLOB NOT NULL,
+        PRIMARY KEY (check_id, hour)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX hourly_hour ON hourly (hour);
+    CREATE INDEX incidents_ended ON incidents (ended_at);",
 ];
+
+/// The schema version this iocwatch writes and reads.
+pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Runs the migrations the database has not seen, all in one transaction. `Err((found,
 /// supported))` for a database from a newer iocwatch.

@@ -62,6 +62,7 @@ impl Loader {
                 strip_diacritics,
                 external_url,
                 history,
+                report_history,
                 time_zone,
                 notifiers,
                 rules: raw_rules,
@@ -73,6 +74,7 @@ impl Loader {
                     strip_diacritics.as_ref().map(|s| s.referenced),
                     external_url.as_ref().map(|s| s.referenced),
                     history.as_ref().map(|s| s.referenced),
+                    report_history.as_ref().map(|s| s.referenced),
                     time_zone.as_ref().map(|s| s.referenced),
                     notifiers.first().map(|s| s.referenced),
                 ];
@@ -102,6 +104,9 @@ impl Loader {
                 }
                 if let Some(h) = history {
                     alerting.history = h.value.0;
+                }
+                if let Some(h) = report_history {
+                    alerting.report_history = h.value.0;
                 }
                 if let Some(zone) = time_zone {
                     match chrono_tz::Tz::from_str(&zone.value) {

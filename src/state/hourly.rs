@@ -1,0 +1,166 @@
+//! Each check's rounds added up by the hour, for availability reports. The state records
+//! every result here; once a minute (and at shutdown) the sums since the last flush go to
+//! the journal as [`Write::Hourly`] deltas, which the store adds to the hour's row. So a
+//! crash loses at most a minute of counting, and a report sees the current hour.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::catalog::{Catalog, Check, KeyMap, Target};
+use crate::model::hourly::{CheckPlace, HourDelta, HourStats};
+use crate::model::Write;
+
+const FLUSH_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One check's counting since the last flush.
+struct Counting {
+    place: Arc<CheckPlace>,
+    hour: i64,
+    stats: HourStats,
+}
+
+#[derive(Default)]
+pub struct Hourly {
+    counting: KeyMap<Counting>,
+    /// Hours that ended since the last flush.
+    done: Vec<HourDelta>,
+    /// Maintenance windows active now (indices into the catalog's), refreshed each tick.
+    windows_on: Vec<usize>,
+    last_flush: Option<Instant>,
+    last_prune: Option<Instant>,
+}
+
+impl Hourly {
+    /// A new catalog: places are built again from it (a moved or renamed target reports
+    /// under its new place from now on); what was counted under the old one is flushed.
+    pub fn apply_catalog(&mut self, out: &mut Vec<Write>) {
+        self.flush(out);
+        self.counting.clear();
+        self.windows_on.clear();
+    }
+
+    /// Which maintenance windows are on, once a tick rather than per round.
+    pub fn refresh_windows(&mut self, catalog: &Catalog, wall: SystemTime) {
+        let now = wall.into();
+        self.windows_on = (catalog.alerting.maintenance.iter().enumerate())
+            .filter(|(_, w)| w.is_active(now))
+            .map(|(i, _)| i)
+            .collect();
+    }
+
+    pub fn record(
+        &mut self,
+        catalog: &Catalog,
+        (target, check): (&Target, &Check),
+        failed: bool,
+        latency: Option<f64>,
+        finished: SystemTime,
+    ) {
+        if !target.owned {
+            return;
+        }
+        let hour = crate::model::unix_ms(finished).div_euclid(3_600_000) * 3600;
+        let maintenance = self
+            .windows_on
+            .iter()
+            .any(|&w| catalog.alerting.maintenance[w].covers(target, &catalog.areas));
+        let counting = self
+            .counting
+            .entry(check.key.clone())
+            .or_insert_with(|| Counting {
+                place: Arc::new(place(catalog, target, check)),
+                hour,
+                stats: HourStats::default(),
+            });
+        if counting.hour != hour {
+            if counting.stats.rounds > 0 {
+                self.done.push(HourDelta {
+                    place: Arc::clone(&counting.place),
+                    hour: counting.hour,
+                    stats: std::mem::take(&mut counting.stats),
+                });
+            }
+            counting.hour = hour;
+        }
+        let interval = i64::try_from(check.interval.as_millis()).unwrap_or(i64::MAX);
+        counting.stats.round(interval, failed, maintenance, latency);
+    }
+
+    /// Once a tick: the deltas when a minute has passed, and the prune once an hour.
+    pub fn tick(
+        &mut self,
+        catalog: &Catalog,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<Write>,
+    ) {
+        self.refresh_windows(catalog, wall);
+        if self
+            .last_flush
+            .is_none_or(|t| now.saturating_duration_since(t) >= FLUSH_EVERY)
+        {
+            self.last_flush = Some(now);
+            self.flush(out);
+        }
+        if self
+            .last_prune
+            .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
+        {
+            self.last_prune = Some(now);
+            let before = wall
+                .checked_sub(catalog.alerting.report_history)
+                .map_or(0, crate::model::unix_ms);
+            out.push(Write::PruneHourly {
+                before: before.div_euclid(3_600_000) * 3600,
+            });
+        }
+    }
+
+    /// Everything counted so far, as deltas.
+    pub fn flush(&mut self, out: &mut Vec<Write>) {
+        let mut deltas = std::mem::take(&mut self.done);
+        for counting in self.counting.values_mut() {
+            if counting.stats.rounds > 0 {
+                deltas.push(HourDelta {
+                    place: Arc::clone(&counting.place),
+                    hour: counting.hour,
+                    stats: std::mem::take(&mut counting.stats),
+                });
+            }
+        }
+        if !deltas.is_empty() {
+            out.push(Write::Hourly(deltas));
+        }
+    }
+}
+
+/// Where a report puts the check: its area path, system and owner (the target's `owner`
+/// label, else its system's owner).
+fn place(catalog: &Catalog, target: &Target, check: &Check) -> CheckPlace {
+    let mut areas: Vec<(String, String)> = catalog
+        .areas
+        .ancestors(target.area)
+        .map(|a| {
+            let area = catalog.areas.get(a);
+            (area.code.clone(), area.name.clone())
+        })
+        .collect();
+    areas.reverse();
+    let system = target.system.and_then(|s| catalog.systems.get(s));
+    CheckPlace {
+        check_key: format!("{}/{}", check.key.target, check.key.check),
+        target: target.id.to_string(),
+        target_name: target.name.clone(),
+        kind: check.kind.to_string(),
+        areas,
+        system: system.map(|s| s.name.clone()),
+        owner: target
+            .labels
+            .get("owner")
+            .cloned()
+            .or_else(|| system.and_then(|s| s.owner.clone())),
+    }
+}

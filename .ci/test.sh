@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: ip (network namespaces for test hosts), kill (signals),
-# openssl (a TLS 1.0-only server), chromium (renders the status page), promtool, amtool and systemd-analyze (check deploy/),
+# openssl (a TLS 1.0-only server), chromium (renders the status page and prints reports to
+# PDF), poppler-utils (reads the PDF's text), promtool, amtool and systemd-analyze (check deploy/),
 # prometheus (scrapes a test agent and evaluates every dashboard and rule query),
 # prometheus-alertmanager (receives the agent's alerts), python3-aiosmtpd (an SMTP server
 # for the e-mail notifier), dbus + python3-dbusmock (a session bus with a notification
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 # tmpfs that fills up and ext4 image that turns read-only; python3 holds a database lock
 # and answers ICMP in a test host), curl (reads a namespaced agent's metrics), podman + runc +
 # debootstrap (the container image test, on a base image made from the Debian mirror).
-packages=(iproute2 procps ca-certificates openssl chromium prometheus prometheus-alertmanager systemd
+packages=(iproute2 procps ca-certificates openssl chromium poppler-utils prometheus prometheus-alertmanager systemd
   python3 python3-aiosmtpd dbus python3-dbusmock mount util-linux e2fsprogs curl podman runc debootstrap)
 missing=()
 for p in "${packages[@]}"; do

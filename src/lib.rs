@@ -27,6 +27,7 @@ pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod reach;
+pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -104,6 +104,45 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Availability per unit over a period, ranked, from the agent's database (safe while
+    /// the agent runs): HTML for print, XLSX for Excel, CSV or Markdown.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// First day (YYYY-MM-DD, local) or an RFC 3339 time.
+    #[arg(long)]
+    from: String,
+    /// Last day, included (YYYY-MM-DD, local), or an RFC 3339 time (excluded).
+    #[arg(long)]
+    to: String,
+    /// Units to rank: area (rolled up the area tree), system, owner or target.
+    #[arg(long, default_value = "area", value_parser = str::parse::<iocwatch::report::By>)]
+    by: iocwatch::report::By,
+    /// Only this area and what lies below it.
+    #[arg(long)]
+    area: Option<String>,
+    /// html, xlsx, csv or md; by default from the extension of -o, else md.
+    #[arg(long, value_parser = str::parse::<iocwatch::report::Format>)]
+    format: Option<iocwatch::report::Format>,
+    /// vi or en.
+    #[arg(long, default_value = "vi", value_parser = parse_language)]
+    lang: iocwatch::model::Language,
+    /// IANA time zone of the days and times.
+    #[arg(long = "time-zone", default_value = "Asia/Ho_Chi_Minh")]
+    time_zone: chrono_tz::Tz,
+    /// Write here instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+fn parse_language(text: &str) -> Result<iocwatch::model::Language, String> {
+    match text {
+        "vi" => Ok(iocwatch::model::Language::Vi),
+        "en" => Ok(iocwatch::model::Language::En),
+        _ => Err(format!("unknown language {text:?}: expected vi or en")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -274,6 +313,55 @@ fn main() -> ExitCode {
             target,
             timeout,
         } => runtime.block_on(probe_once(*kind, target, *timeout)),
+        Command::Report(args) => report(&cli.storage_path, args),
+    }
+}
+
+fn report(storage: &std::path::Path, args: &ReportArgs) -> ExitCode {
+    use iocwatch::report::{self, Format};
+    let fail = |message: String, code: u8| {
+        eprintln!("{message}");
+        ExitCode::from(code)
+    };
+    let (from, to) = match report::parse_period(&args.from, &args.to, args.time_zone) {
+        Ok(period) => period,
+        Err(e) => return fail(e.to_string(), EXIT_BAD_CONFIG),
+    };
+    let format = args.format.unwrap_or_else(|| {
+        let extension = args.output.as_ref().and_then(|o| o.extension());
+        extension
+            .and_then(|e| e.to_str())
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(Format::Md)
+    });
+    let history = match iocwatch::store::open_read_only(storage)
+        .and_then(|conn| iocwatch::store::read_history_of(&conn, from, to))
+    {
+        Ok(history) => history,
+        Err(e) => return fail(e.to_string(), 1),
+    };
+    let request = report::Request {
+        from,
+        to,
+        by: args.by,
+        area: args.area.clone(),
+        language: args.lang,
+        time_zone: args.time_zone,
+        now: iocwatch::model::unix_ms(std::time::SystemTime::now()),
+    };
+    let bytes = match report::build(&history, &request).and_then(|r| report::render(&r, format)) {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(e.to_string(), 1),
+    };
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)
+            .map_err(|e| format!("cannot write the report: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e, 1),
     }
 }
 

@@ -25,6 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("alert", &["model", "catalog", "reach", "probe"]),
     ("status", &["model", "catalog", "reach", "probe"]),
     ("journal", &["model", "store", "notify"]),
+    // Reports read the store's history and know nothing of the running agent.
+    ("report", &["model", "store"]),
     (
         "state",
         &[
@@ -43,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "server",
         &[
             "model", "catalog", "reach", "metrics", "alert", "status", "state", "journal", "store",
+            "report",
         ],
     ),
     (
@@ -63,6 +66,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "state",
             "config",
             "server",
+            "report",
         ],
     ),
 ];

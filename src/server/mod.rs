@@ -63,6 +63,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/alerts", get(alerts_json))
         .route("/api/v1/incidents", get(incidents_json))
+        .route("/api/v1/report", get(report))
         .route("/api/v1/baselines/accept", post(accept_baseline))
         // Prometheus asks for gzip; a province's scrape shrinks about tenfold.
         .route(
@@ -315,6 +316,96 @@ async fn incidents_json(
             )
                 .into_response()
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    /// Defaults to the last 30 days, today included.
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<crate::report::By>,
+    area: Option<String>,
+    format: Option<crate::report::Format>,
+    lang: Option<crate::model::Language>,
+    tz: Option<String>,
+}
+
+/// `iocwatch report` over HTTP: the same figures from the same database, HTML by default.
+async fn report(State(state): State<ServerState>, Query(query): Query<ReportQuery>) -> Response {
+    use crate::report::{self, Format};
+    let bad = |message: String| (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
+    let zone = match query.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
+        None => crate::model::DEFAULT_TIME_ZONE,
+        Some(Ok(zone)) => zone,
+        Some(Err(_)) => {
+            return bad("unknown time zone: expected an IANA name such as Asia/Ho_Chi_Minh".into())
+        }
+    };
+    let now = crate::model::unix_ms(std::time::SystemTime::now());
+    let today = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .with_timezone(&zone)
+        .date_naive();
+    let from = query
+        .from
+        .unwrap_or_else(|| (today - chrono::Duration::days(29)).to_string());
+    let to = query.to.unwrap_or_else(|| today.to_string());
+    let (from, to) = match report::parse_period(&from, &to, zone) {
+        Ok(period) => period,
+        Err(e) => return bad(e.to_string()),
+    };
+    let format = query.format.unwrap_or(Format::Html);
+    let request = report::Request {
+        from,
+        to,
+        by: query.by.unwrap_or(report::By::Area),
+        area: query.area,
+        language: query.lang.unwrap_or_default(),
+        time_zone: zone,
+        now,
+    };
+    let history = match state.store.history(from, to).await {
+        Ok(history) => history,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the history for a report");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the history\n",
+            )
+                .into_response();
+        }
+    };
+    let made = tokio::task::spawn_blocking(move || {
+        report::build(&history, &request).and_then(|r| report::render(&r, format))
+    })
+    .await;
+    match made {
+        Ok(Ok(bytes)) => {
+            let name = format!(
+                "attachment; filename=\"iocwatch-report.{}\"",
+                format.extension()
+            );
+            let mut response =
+                ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response();
+            if matches!(format, Format::Xlsx | Format::Csv) {
+                if let Ok(value) = header::HeaderValue::from_str(&name) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_DISPOSITION, value);
+                }
+            }
+            response
+        }
+        Ok(Err(e @ report::ReportError::UnknownArea(_))) => bad(e.to_string()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot make a report");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the report task failed\n",
+        )
+            .into_response(),
     }
 }
 

@@ -22,6 +22,7 @@ struct Texts {
     unknown: &'static str,
     incidents: &'static str,
     no_incidents: &'static str,
+    report: &'static str,
     alerts: &'static str,
     alert_states: [(&'static str, &'static str); 4],
     flapping: &'static str,
@@ -57,6 +58,7 @@ const VI: Texts = Texts {
     unknown: "Chưa rõ",
     incidents: "Sự cố hiện tại",
     no_incidents: "Không có sự cố.",
+    report: "Báo cáo sẵn sàng 30 ngày",
     alerts: "Cảnh báo",
     alert_states: [
         ("firing", "Đang cảnh báo"),
@@ -97,6 +99,7 @@ const EN: Texts = Texts {
     unknown: "Unknown",
     incidents: "Current incidents",
     no_incidents: "No incidents.",
+    report: "30-day availability report",
     alerts: "Alerts",
     alert_states: [
         ("firing", "Firing"),
@@ -284,7 +287,9 @@ pub fn render(
          <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
          <title>iocwatch — {title}</title><style>{STYLE}</style></head><body>\
          <header><h1>{title}</h1><span class=\"muted\">iocwatch {version}</span>\
+         <a id=\"report\" href=\"/api/v1/report?lang={lang}\">{report}</a> \
          <a href=\"{href}\">{switch}</a></header><main>",
+        report = t.report,
         lang = t.lang,
         title = t.title,
         version = env!("CARGO_PKG_VERSION"),

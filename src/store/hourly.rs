@@ -168,6 +168,14 @@ pub fn read_history(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<H
     Ok(History { checks, incidents })
 }
 
+/// [`read_history`] with the database's error type.
+pub fn read_history_of(conn: &Connection, from: i64, to: i64) -> Result<History, StoreError> {
+    read_history(conn, from, to).map_err(|source| StoreError::Sqlite {
+        path: conn.path().map(Into::into).unwrap_or_default(),
+        source,
+    })
+}
+
 /// Opens the database under `dir` for reading only, beside a running agent (WAL lets a
 /// reader and the agent's writer work at once).
 pub fn open_read_only(dir: &Path) -> Result<Connection, StoreError> {

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use alerts::{AmAlert, IncidentRow, MaintenancePeriod};
 pub use commit::Committed;
-pub use hourly::{open_read_only, read_history, History, IncidentSpan};
+pub use hourly::{open_read_only, read_history, read_history_of, History, IncidentSpan};
 pub use outbox::OutboxRow;
 
 use crate::model::Write;

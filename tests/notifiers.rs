@@ -69,7 +69,14 @@ async fn e_mail_goes_through_starttls_and_auth_to_every_recipient() {
         body.contains("Địa bàn: Tỉnh Lào Cai › Xã Bảo Yên"),
         "{body}"
     );
-    assert!(body.contains("Chi tiết: refused"), "{body}");
+    // The reason in words and the start in Vietnam time, not a label and raw UTC.
+    assert!(body.contains("Chi tiết: máy chủ từ chối kết nối"), "{body}");
+    assert!(
+        body.lines().any(|l| l.starts_with("Bắt đầu: ")
+            && l.ends_with("(giờ Việt Nam)")
+            && l.contains('/')),
+        "{body}"
+    );
     assert!(body.contains("Xem: http://ioc.laocai.test/"), "{body}");
     assert!(mail["message_id"]
         .as_str()

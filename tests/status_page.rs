@@ -135,6 +135,10 @@ async fn chromium_renders_the_status_page_in_both_languages() {
         html.contains("ảnh hưởng 1 đối tượng"),
         "root cause with its affected count"
     );
+    // Reasons in words, and how long the incident has lasted; no metric labels.
+    assert!(html.contains("máy chủ từ chối kết nối"), "{html}");
+    assert!(html.contains("đã kéo dài"), "{html}");
+    assert!(!html.contains("(refused)"), "{html}");
     // The loopback ICMP check shows its RTT (hundredths of a millisecond), not the length
     // of its round.
     let icmp_row = html
@@ -155,6 +159,10 @@ async fn chromium_renders_the_status_page_in_both_languages() {
     let html = String::from_utf8_lossy(&english.stdout);
     assert!(
         html.contains("Current incidents") && html.contains("affects 1 targets"),
+        "{html}"
+    );
+    assert!(
+        html.contains("the server refused the connection") && html.contains("for "),
         "{html}"
     );
 

@@ -118,6 +118,60 @@ impl FailureReason {
         }
     }
 
+    /// The reason a label names (`refused`), as the metrics and notes write it.
+    pub fn from_label(label: &str) -> Option<FailureReason> {
+        FailureReason::ALL.into_iter().find(|r| r.label() == label)
+    }
+
+    /// The reason as people say it, for the status page and notifications.
+    pub fn words(self, language: super::Language) -> &'static str {
+        let vi = language == super::Language::Vi;
+        let (v, e) = match self {
+            FailureReason::Timeout => (
+                "không phản hồi (hết thời gian chờ)",
+                "no answer (timed out)",
+            ),
+            FailureReason::Refused => (
+                "máy chủ từ chối kết nối",
+                "the server refused the connection",
+            ),
+            FailureReason::Unreachable => ("không có đường tới máy chủ", "no route to the host"),
+            FailureReason::Dns => ("không phân giải được tên miền", "the name did not resolve"),
+            FailureReason::Tls => (
+                "lỗi kết nối bảo mật (TLS, chứng thư số)",
+                "secure connection failed (TLS, certificate)",
+            ),
+            FailureReason::HttpStatus => (
+                "trang trả về mã lỗi HTTP",
+                "the page answered with an HTTP error",
+            ),
+            FailureReason::HttpVersion => (
+                "phiên bản HTTP không như yêu cầu",
+                "not the HTTP version required",
+            ),
+            FailureReason::Content => (
+                "nội dung trang không như mong đợi",
+                "the page content is not as expected",
+            ),
+            FailureReason::BodyTooLarge => ("trang quá lớn", "the page is too large"),
+            FailureReason::Redirects => ("chuyển hướng quá nhiều lần", "too many redirects"),
+            FailureReason::Banner => (
+                "dịch vụ trả lời không đúng giao thức",
+                "the service answered in the wrong protocol",
+            ),
+            FailureReason::IcmpUnavailable => (
+                "không gửi được gói ICMP (thiếu quyền)",
+                "cannot send ICMP (no permission)",
+            ),
+            FailureReason::Io => ("lỗi mạng", "network error"),
+        };
+        if vi {
+            v
+        } else {
+            e
+        }
+    }
+
     /// Maps a socket error to a reason: refused and unreachable are told apart from the rest.
     pub fn from_io(error: &std::io::Error) -> FailureReason {
         use std::io::ErrorKind;

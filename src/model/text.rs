@@ -59,15 +59,29 @@ pub fn strip_diacritics(text: &str) -> String {
 }
 
 fn what(event: &Event, language: Language) -> String {
-    let name = AlertName::parse(&event.alertname);
-    let value = event.value;
+    alert_words(&event.alertname, event.value, language)
+}
+
+/// A note in words: a failure reason's label (`refused`) becomes what people say; any other
+/// note (a TLS grade's reasons, a changed answer) is kept as written.
+pub fn note_words(note: &str, language: Language) -> String {
+    match super::FailureReason::from_label(note) {
+        Some(reason) => reason.words(language).to_owned(),
+        None => note.to_owned(),
+    }
+}
+
+/// What an alert means, in words: "Mất kết nối", "Gói tin bị mất 35 %", "Chứng thư số sắp hết hạn
+/// (còn 5 ngày)"; `value` is the alert's (loss ratio, latency, days left).
+pub fn alert_words(alertname: &str, value: Option<f64>, language: Language) -> String {
+    let name = AlertName::parse(alertname);
     let vi = language == Language::Vi;
     match name {
         Some(AlertName::TargetDown) => if vi { "Mất kết nối" } else { "Down" }.to_owned(),
         Some(AlertName::PacketLoss) => {
-            let pct = value.map_or(String::new(), |v| format!(" {:.0}%", v * 100.0));
+            let pct = value.map_or(String::new(), |v| format!(" {:.0} %", v * 100.0));
             if vi {
-                format!("Mất gói{pct}")
+                format!("Gói tin bị mất{pct}")
             } else {
                 format!("Packet loss{pct}")
             }
@@ -118,7 +132,7 @@ fn what(event: &Event, language: Language) -> String {
             "Unexpected open port"
         }
         .to_owned(),
-        None => event.alertname.clone(),
+        None => alertname.to_owned(),
     }
 }
 
@@ -133,12 +147,17 @@ fn severity_word(severity: Severity, language: Language) -> &'static str {
     }
 }
 
-/// A time as the operations centre reads it: local (UTC+7), to the minute.
-fn local(rfc3339: &str) -> String {
+/// A time as the operations centre reads it: local (UTC+7), to the minute; "14:05
+/// 02/12/2026" in Vietnamese, "2026-12-02 14:05" in English.
+fn local(rfc3339: &str, language: Language) -> String {
+    let pattern = match language {
+        Language::Vi => "%H:%M %d/%m/%Y",
+        Language::En => "%Y-%m-%d %H:%M",
+    };
     DateTime::parse_from_rfc3339(rfc3339)
         .map(|t| {
             t.with_timezone(&DEFAULT_TIME_ZONE)
-                .format("%Y-%m-%d %H:%M")
+                .format(pattern)
                 .to_string()
         })
         .unwrap_or_else(|_| rfc3339.to_owned())
@@ -246,11 +265,14 @@ fn compose(e: &Event, w: &Words) -> Message {
     if let Some(system) = &e.system {
         lines.push(format!("{}: {system}", w.system));
     }
-    lines.push(w.since.replace("{start}", &local(&e.started_at)));
+    lines.push(
+        w.since
+            .replace("{start}", &local(&e.started_at, w.language)),
+    );
     if let Some(end) = &e.ended_at {
         lines.push(
             w.ended
-                .replace("{end}", &local(end))
+                .replace("{end}", &local(end, w.language))
                 .replace("{lasted}", &lasted(e).unwrap_or_default()),
         );
     }
@@ -270,7 +292,7 @@ fn compose(e: &Event, w: &Words) -> Message {
         }
     }
     if let Some(note) = &e.note {
-        lines.push(format!("{}: {note}", w.detail));
+        lines.push(format!("{}: {}", w.detail, note_words(note, w.language)));
     }
     if let Some(url) = &e.status_url {
         lines.push(format!("{}: {url}", w.link));
@@ -322,11 +344,36 @@ pub(crate) mod tests {
         assert!(m
             .body
             .contains("Địa bàn: Tỉnh Lào Cai › Huyện Bảo Yên (cũ)"));
-        assert!(m.body.contains("Bắt đầu: 2026-11-23 15:05 (giờ Việt Nam)"));
+        assert!(m.body.contains("Bắt đầu: 15:05 23/11/2026 (giờ Việt Nam)"));
         assert!(m.body.contains(
             "Nguyên nhân gốc: 2 đối tượng phía sau không truy cập được, tại 2 địa bàn: Xã Bảo Yên, Xã Nghĩa Đô"
         ));
         assert!(m.body.contains("Xem: http://127.0.0.1:10090/"));
+        // The reason in words, not the metric label.
+        assert!(
+            m.body
+                .contains("Chi tiết: không phản hồi (hết thời gian chờ)"),
+            "{}",
+            m.body
+        );
+        let mut loss = event();
+        loss.alertname = "IocwatchPacketLoss".into();
+        loss.value = Some(0.35);
+        loss.note = Some("refused".into());
+        let m = render(&loss, Language::Vi, false);
+        assert!(m.title.contains("Gói tin bị mất 35 %"), "{}", m.title);
+        assert!(
+            m.body.contains("Chi tiết: máy chủ từ chối kết nối"),
+            "{}",
+            m.body
+        );
+        let m = render(&loss, Language::En, false);
+        assert!(m.title.contains("Packet loss 35 %"), "{}", m.title);
+        assert!(
+            m.body.contains("Detail: the server refused the connection"),
+            "{}",
+            m.body
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ struct Texts {
     updated: &'static str,
     switch: (&'static str, &'static str),
     ago: fn(f64) -> String,
+    /// How long something has lasted: "đã kéo dài 1 giờ 05 phút".
+    lasting: fn(f64) -> String,
+    language: crate::model::Language,
     today: &'static str,
     yesterday: &'static str,
 }
@@ -84,6 +87,8 @@ const VI: Texts = Texts {
     updated: "Cập nhật",
     switch: ("?lang=en", "English"),
     ago: ago_vi,
+    lasting: lasting_vi,
+    language: crate::model::Language::Vi,
     today: "hôm nay",
     yesterday: "hôm qua",
 };
@@ -125,12 +130,14 @@ const EN: Texts = Texts {
     updated: "Updated",
     switch: ("?lang=vi", "Tiếng Việt"),
     ago: ago_en,
+    lasting: lasting_en,
+    language: crate::model::Language::En,
     today: "today",
     yesterday: "yesterday",
 };
 
 /// When something began, as people at the IOC read it: Vietnam time ("14:05 hôm nay",
-/// "09:30 hôm qua", "28/11 09:30") and how long ago, with the full time on hover.
+/// "09:30 hôm qua", "28/11 09:30") and how long it has lasted, with the full time on hover.
 fn when(t: &Texts, rfc3339: &str, now: f64) -> String {
     let Ok(at) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
         return esc(rfc3339);
@@ -147,7 +154,7 @@ fn when(t: &Texts, rfc3339: &str, now: f64) -> String {
         }
         _ => local.format("%d/%m %H:%M").to_string(),
     };
-    let lasted = (t.ago)((now - at.timestamp() as f64).max(0.0));
+    let lasted = (t.lasting)((now - at.timestamp() as f64).max(0.0));
     format!(
         "<span title=\"{}\">{short}</span><br><span class=\"muted\">{lasted}</span>",
         local.format("%d/%m/%Y %H:%M:%S (UTC%:z)")
@@ -163,6 +170,32 @@ fn ago_vi(seconds: f64) -> String {
     }
 }
 
+fn lasting_vi(seconds: f64) -> String {
+    let (d, h, m) = split(seconds);
+    match (d, h, m) {
+        (0, 0, 0) => format!("đã kéo dài {seconds:.0} giây"),
+        (0, 0, m) => format!("đã kéo dài {m} phút"),
+        (0, h, m) => format!("đã kéo dài {h} giờ {m:02} phút"),
+        (d, h, _) => format!("đã kéo dài {d} ngày {h} giờ"),
+    }
+}
+
+fn lasting_en(seconds: f64) -> String {
+    let (d, h, m) = split(seconds);
+    match (d, h, m) {
+        (0, 0, 0) => format!("for {seconds:.0} s"),
+        (0, 0, m) => format!("for {m} min"),
+        (0, h, m) => format!("for {h} h {m:02} min"),
+        (d, h, _) => format!("for {d} d {h} h"),
+    }
+}
+
+/// Whole days, hours and minutes.
+fn split(seconds: f64) -> (u64, u64, u64) {
+    let s = seconds.max(0.0) as u64;
+    (s / 86_400, s / 3600 % 24, s / 60 % 60)
+}
+
 fn ago_en(seconds: f64) -> String {
     match seconds {
         s if s < 60.0 => format!("{s:.0} s ago"),
@@ -170,6 +203,11 @@ fn ago_en(seconds: f64) -> String {
         s if s < 86400.0 => format!("{:.0} h ago", s / 3600.0),
         s => format!("{:.0} days ago", s / 86400.0),
     }
+}
+
+/// A failure reason's label ("refused") as people say it.
+fn reason_words(label: &str, language: crate::model::Language) -> &str {
+    crate::model::FailureReason::from_label(label).map_or(label, |r| r.words(language))
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -328,7 +366,12 @@ pub fn render(
             t.target, t.area, t.state, t.since, t.cause
         );
         for i in &status.incidents {
-            let mut cause = esc(&i.reasons.join(", "));
+            let reasons: Vec<&str> = i
+                .reasons
+                .iter()
+                .map(|r| reason_words(r, t.language))
+                .collect();
+            let mut cause = esc(&reasons.join(", "));
             if i.affected > 0 {
                 let _ = write!(
                     cause,
@@ -359,7 +402,7 @@ pub fn render(
                 esc(&i.target),
                 esc(&i.area_name),
                 badge(t, i.state),
-                (t.ago)(now - i.since),
+                when(t, &crate::model::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(i.since.max(0.0))), now),
                 cause
             );
         }
@@ -428,7 +471,7 @@ pub fn render(
                 esc(&c.name)
             );
             if let Some(reason) = c.reason {
-                let _ = write!(checks, " ({reason})");
+                let _ = write!(checks, " ({})", reason_words(reason, t.language));
             }
             if let Some(latency) = c.latency_seconds {
                 let _ = write!(checks, " <span class=\"muted\">{}</span>", millis(latency));
@@ -499,7 +542,18 @@ fn render_alerts(h: &mut String, t: &Texts, alerts: &AlertsSnapshot, now: f64) {
             .iter()
             .find(|(key, _)| *key == a.state)
             .map_or(a.state, |(_, text)| text);
-        let mut detail = esc(a.alertname.trim_start_matches("Iocwatch"));
+        let mut detail = esc(&crate::model::text::alert_words(
+            a.alertname,
+            a.value,
+            t.language,
+        ));
+        if let Some(note) = &a.note {
+            let _ = write!(
+                detail,
+                " <span class=\"muted\">({})</span>",
+                esc(&crate::model::text::note_words(note, t.language))
+            );
+        }
         if a.flapping {
             let _ = write!(detail, " ({})", t.flapping);
         }
@@ -585,7 +639,7 @@ mod tests {
         let c = h.find("<td>ubnd-02947<br>").expect("commune row");
         assert!(gw < c, "the root cause comes first");
         assert!(
-            h.contains("TargetDown — <b>ảnh hưởng 1 đối tượng</b>: Xã Bảo Yên"),
+            h.contains("Mất kết nối — <b>ảnh hưởng 1 đối tượng</b>: Xã Bảo Yên"),
             "{h}"
         );
         assert!(h.contains("Đã gộp vào nguyên nhân gốc"));
@@ -594,9 +648,9 @@ mod tests {
         assert!(
             h.contains(
                 "<span title=\"02/12/2026 04:19:36 (UTC+07:00)\">04:19 hôm nay</span>\
-                 <br><span class=\"muted\">5 phút trước</span>"
+                 <br><span class=\"muted\">đã kéo dài 5 phút</span>"
             ),
-            "Vietnam time, how long ago, the full time on hover: {h}"
+            "Vietnam time, how long it has lasted, the full time on hover: {h}"
         );
         assert!(!h.contains("2026-12-01T21:19:36Z"), "no raw UTC");
     }
@@ -608,7 +662,7 @@ mod tests {
         assert!(yesterday.contains(">10:00 yesterday<"), "{yesterday}");
         let older = when(&VI, "2026-11-28T02:30:00Z", now);
         assert!(
-            older.contains(">28/11 09:30<") && older.contains("4 ngày trước"),
+            older.contains(">28/11 09:30<") && older.contains("đã kéo dài 3 ngày 18 giờ"),
             "{older}"
         );
     }
@@ -618,5 +672,16 @@ mod tests {
         assert_eq!(ago_vi(30.0), "30 giây trước");
         assert_eq!(ago_vi(600.0), "10 phút trước");
         assert_eq!(ago_en(7200.0), "2 h ago");
+        assert_eq!(lasting_vi(3900.0), "đã kéo dài 1 giờ 05 phút");
+        assert_eq!(lasting_en(45.0), "for 45 s");
+        assert_eq!(lasting_en(2.0 * 86_400.0 + 7200.0), "for 2 d 2 h");
+        assert_eq!(
+            reason_words("refused", crate::model::Language::Vi),
+            "máy chủ từ chối kết nối"
+        );
+        assert_eq!(
+            reason_words("grade C", crate::model::Language::En),
+            "grade C"
+        );
     }
 }

@@ -15,9 +15,9 @@ use crate::model::Write;
 const FLUSH_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// One check's counting since the last flush.
+/// One check's counting since the last flush. Its place is built from the catalog only when
+/// a delta is handed on, so a check costs its sums here and nothing more.
 struct Counting {
-    place: Arc<CheckPlace>,
     hour: i64,
     stats: HourStats,
 }
@@ -34,10 +34,10 @@ pub struct Hourly {
 }
 
 impl Hourly {
-    /// A new catalog: places are built again from it (a moved or renamed target reports
-    /// under its new place from now on); what was counted under the old one is flushed.
-    pub fn apply_catalog(&mut self, out: &mut Vec<Write>) {
-        self.flush(out);
+    /// Before a new catalog replaces `old`: what was counted is handed on under the places
+    /// of `old` (a moved or renamed target reports under its new place from now on).
+    pub fn apply_catalog(&mut self, old: &Catalog, out: &mut Vec<Write>) {
+        self.flush(old, out);
         self.counting.clear();
         self.windows_on.clear();
     }
@@ -71,14 +71,13 @@ impl Hourly {
             .counting
             .entry(check.key.clone())
             .or_insert_with(|| Counting {
-                place: Arc::new(place(catalog, target, check)),
                 hour,
                 stats: HourStats::default(),
             });
         if counting.hour != hour {
             if counting.stats.rounds > 0 {
                 self.done.push(HourDelta {
-                    place: Arc::clone(&counting.place),
+                    place: Arc::new(place(catalog, target, check)),
                     hour: counting.hour,
                     stats: std::mem::take(&mut counting.stats),
                 });
@@ -103,7 +102,7 @@ impl Hourly {
             .is_none_or(|t| now.saturating_duration_since(t) >= FLUSH_EVERY)
         {
             self.last_flush = Some(now);
-            self.flush(out);
+            self.flush(catalog, out);
         }
         if self
             .last_prune
@@ -119,17 +118,22 @@ impl Hourly {
         }
     }
 
-    /// Everything counted so far, as deltas.
-    pub fn flush(&mut self, out: &mut Vec<Write>) {
+    /// Everything counted so far, as deltas, placed by `catalog` (the one it was counted
+    /// under).
+    pub fn flush(&mut self, catalog: &Catalog, out: &mut Vec<Write>) {
         let mut deltas = std::mem::take(&mut self.done);
-        for counting in self.counting.values_mut() {
-            if counting.stats.rounds > 0 {
-                deltas.push(HourDelta {
-                    place: Arc::clone(&counting.place),
-                    hour: counting.hour,
-                    stats: std::mem::take(&mut counting.stats),
-                });
+        for (key, counting) in &mut self.counting {
+            if counting.stats.rounds == 0 {
+                continue;
             }
+            let Some((target, check)) = catalog.check(key) else {
+                continue;
+            };
+            deltas.push(HourDelta {
+                place: Arc::new(place(catalog, target, check)),
+                hour: counting.hour,
+                stats: std::mem::take(&mut counting.stats),
+            });
         }
         if !deltas.is_empty() {
             out.push(Write::Hourly(deltas));

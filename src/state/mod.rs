@@ -146,7 +146,7 @@ impl State {
     pub fn apply_catalog(&mut self, new: Arc<Catalog>) {
         // The rounds of the old catalog are judged under it first.
         self.tick();
-        self.hourly.apply_catalog(&mut self.writes);
+        self.hourly.apply_catalog(&self.catalog, &mut self.writes);
         self.cells = self.table.apply(&new);
         self.last.retain(|key, _| new.check(key).is_some());
         let ids: std::collections::HashSet<&str> = new.targets.iter().map(|t| &*t.id).collect();
@@ -286,7 +286,7 @@ impl State {
     /// The last tick before shutdown; what was counted for reports goes too.
     pub fn finish(&mut self) {
         self.tick();
-        self.hourly.flush(&mut self.writes);
+        self.hourly.flush(&self.catalog, &mut self.writes);
         self.flush();
     }
 

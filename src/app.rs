@@ -2,6 +2,7 @@
 //! metrics, the HTTP server, and reload on file change, SIGHUP or `POST /-/reload`.
 //! Every task runs on one [`TaskTracker`] and stops on one [`CancellationToken`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,7 +133,9 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
         catalog,
         notifiers: notifier_specs,
         warnings,
-    } = load(&options.config, options.shard)?;
+        accepted,
+        ..
+    } = load(&options.config, options.shard, None)?;
     for warning in &warnings {
         tracing::warn!(%warning, "config");
     }
@@ -270,9 +273,17 @@ pub async fn start(options: Options, shutdown: CancellationToken) -> Result<Agen
     } else {
         None
     };
+    for file in &catalog.sources {
+        metrics
+            .file_reload_successful
+            .with_label_values(&[&file.to_string_lossy()])
+            .set(1);
+    }
     let mut control = Control {
         config: options.config.clone(),
         shard: options.shard,
+        accepted: Arc::new(accepted),
+        files_shown: catalog.sources.clone(),
         catalog,
         scheduler,
         state: control_tx,
@@ -318,9 +329,17 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Ap
     Ok(())
 }
 
-/// Loads the config, keeping only this agent's shard of the targets.
-fn load(path: &Path, shard: Option<Shard>) -> Result<Config, ConfigErrors> {
-    let mut config = config::load(path)?;
+/// Loads the config, keeping only this agent's shard of the targets. On a reload (`accepted`:
+/// the running config's files) an included file with errors is refused alone.
+fn load(
+    path: &Path,
+    shard: Option<Shard>,
+    accepted: Option<&HashMap<PathBuf, Arc<str>>>,
+) -> Result<Config, ConfigErrors> {
+    let mut config = match accepted {
+        Some(accepted) => config::load_isolating(path, accepted)?,
+        None => config::load(path)?,
+    };
     if let Some(shard) = shard {
         config.catalog = config.catalog.into_shard(shard);
     }
@@ -345,6 +364,10 @@ fn mark_reload(metrics: &AgentMetrics, ok: bool) {
 struct Control {
     config: PathBuf,
     shard: Option<Shard>,
+    /// The running config's included files as read: what a refused edit falls back on.
+    accepted: Arc<HashMap<PathBuf, Arc<str>>>,
+    /// Files with an `iocwatch_config_file_last_reload_successful` series.
+    files_shown: Vec<PathBuf>,
     catalog: Arc<Catalog>,
     scheduler: Scheduler,
     state: mpsc::Sender<StateMsg>,
@@ -384,7 +407,8 @@ impl Control {
     /// Loads the config again; applies it whole, or keeps the running one.
     async fn reload(&mut self, cause: &str) -> Result<(), String> {
         let (path, shard) = (self.config.clone(), self.shard);
-        let loaded = tokio::task::spawn_blocking(move || load(&path, shard)).await;
+        let accepted = Arc::clone(&self.accepted);
+        let loaded = tokio::task::spawn_blocking(move || load(&path, shard, Some(&accepted))).await;
         let loaded = match loaded {
             Ok(result) => result,
             Err(e) => Err(ConfigErrors(vec![config::ConfigError {
@@ -399,6 +423,9 @@ impl Control {
                 catalog,
                 notifiers,
                 warnings,
+                accepted,
+                refused,
+                ..
             }) => {
                 for warning in &warnings {
                     tracing::warn!(cause, %warning, "config");
@@ -418,15 +445,36 @@ impl Control {
                 }
                 self.notifiers.apply(&notifiers);
                 self.catalog = catalog;
+                self.accepted = Arc::new(accepted);
                 self.watch();
-                mark_reload(&self.metrics, true);
+                self.show_files(&refused);
+                mark_reload(&self.metrics, refused.is_empty());
                 tracing::info!(
                     cause,
                     targets = self.catalog.targets.len(),
                     checks = self.scheduler.running(),
+                    refused = refused.len(),
                     "config reloaded"
                 );
-                Ok(())
+                if refused.is_empty() {
+                    return Ok(());
+                }
+                let mut text = String::new();
+                for file in &refused {
+                    let what = if file.kept {
+                        "refused; its previous version stays in force"
+                    } else {
+                        "refused; left out"
+                    };
+                    tracing::error!(cause, file = %file.file.display(), "{what}");
+                    text.push_str(&format!("{}: {what}\n", file.file.display()));
+                    for error in &file.errors {
+                        tracing::error!(cause, %error, "config file refused");
+                        text.push_str(&format!("  {error}\n"));
+                    }
+                }
+                text.push_str("every other file's changes were applied\n");
+                Err(text)
             }
             Err(errors) => {
                 mark_reload(&self.metrics, false);
@@ -436,6 +484,26 @@ impl Control {
                 Err(errors.to_string())
             }
         }
+    }
+
+    /// One series per file: 1 for the files in force as on disk, 0 for refused ones; the
+    /// series of files no longer read go.
+    fn show_files(&mut self, refused: &[config::Refused]) {
+        let gauge = &self.metrics.file_reload_successful;
+        let mut shown: Vec<PathBuf> = self.catalog.sources.clone();
+        shown.extend(refused.iter().map(|r| r.file.clone()));
+        for old in &self.files_shown {
+            if !shown.contains(old) {
+                let _ = gauge.remove_label_values(&[&old.to_string_lossy()]);
+            }
+        }
+        for file in &shown {
+            let ok = !refused.iter().any(|r| r.file == *file);
+            gauge
+                .with_label_values(&[&file.to_string_lossy()])
+                .set(i64::from(ok));
+        }
+        self.files_shown = shown;
     }
 
     fn watch(&mut self) {

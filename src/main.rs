@@ -368,7 +368,10 @@ fn report(storage: &std::path::Path, args: &ReportArgs) -> ExitCode {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match iocwatch::config::load(path) {
         Ok(iocwatch::config::Config {
-            catalog, warnings, ..
+            catalog,
+            warnings,
+            owners,
+            ..
         }) => {
             for warning in &warnings {
                 eprintln!("warning: {warning}");
@@ -382,6 +385,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
                 catalog.checks().count(),
                 catalog.sources.len()
             );
+            print_owners(&catalog, &owners);
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -391,6 +395,48 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             eprintln!("{} error(s)", errors.0.len());
             ExitCode::from(EXIT_BAD_CONFIG)
         }
+    }
+}
+
+/// Per owner (the `owner` label, set by an owner file or on the target): targets, checks,
+/// and the files that declare that owner with their contact.
+fn print_owners(catalog: &iocwatch::catalog::Catalog, files: &[iocwatch::config::OwnerFile]) {
+    let mut by_owner: std::collections::BTreeMap<Option<&str>, (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for target in &catalog.targets {
+        let counts = by_owner
+            .entry(target.labels.get("owner").map(String::as_str))
+            .or_default();
+        counts.0 += 1;
+        counts.1 += target.checks.len();
+    }
+    if by_owner.keys().all(Option::is_none) {
+        return;
+    }
+    println!("owners:");
+    for (owner, (targets, checks)) in by_owner {
+        let declared: Vec<&iocwatch::config::OwnerFile> = files
+            .iter()
+            .filter(|f| Some(f.owner.as_str()) == owner)
+            .collect();
+        let contact = declared
+            .iter()
+            .find_map(|f| f.contact.as_deref())
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        let listed: Vec<String> = declared
+            .iter()
+            .map(|f| f.file.display().to_string())
+            .collect();
+        let from = if listed.is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", listed.join(", "))
+        };
+        println!(
+            "  {}{contact}: {targets} targets, {checks} checks{from}",
+            owner.unwrap_or("(no owner)")
+        );
     }
 }
 

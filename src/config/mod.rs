@@ -5,8 +5,10 @@
 mod raw;
 mod validate;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use crate::model::{
     format_duration, parse_duration, FieldError, Location, PromDuration, Spanned,
@@ -68,11 +70,81 @@ pub struct Config {
     pub notifiers: Vec<NotifierSpec>,
     /// Not errors, but worth saying: an include that matches no file, say.
     pub warnings: Vec<ConfigError>,
+    /// The text of each included file as this config holds it: what a later reload keeps
+    /// in force when an edit of that file is refused.
+    pub accepted: HashMap<PathBuf, Arc<str>>,
+    /// Included files whose new version was refused alone ([`load_isolating`]).
+    pub refused: Vec<Refused>,
+    /// Files that declare an `owner:`.
+    pub owners: Vec<OwnerFile>,
+}
+
+/// A file that declares who keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerFile {
+    pub file: PathBuf,
+    pub owner: String,
+    pub contact: Option<String>,
+}
+
+/// An included file whose new version was refused while the others applied.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+    /// Its previous version stays in force; `false` for a new file, left out.
+    pub kept: bool,
 }
 
 /// Reads the main file and everything it includes, and validates the whole.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::Loader::default().load(path)
+}
+
+/// Like [`load`], but an included file with errors is refused alone: its version in
+/// `accepted` (the running config's) stays in force, or a new file stays out, and every
+/// other file's changes apply. A file whose changes only make sense with a refused one (a
+/// `depends_on` into it) fails with it and waits too. Errors in the main file, or in a file
+/// whose kept version no longer fits, refuse the whole load as [`load`] does.
+pub fn load_isolating(
+    path: &Path,
+    accepted: &HashMap<PathBuf, Arc<str>>,
+) -> Result<Config, ConfigErrors> {
+    let mut overrides: HashMap<PathBuf, Option<Arc<str>>> = HashMap::new();
+    let mut refused: Vec<Refused> = Vec::new();
+    loop {
+        let mut loader = validate::Loader::default();
+        loader.overrides.clone_from(&overrides);
+        let errors = match loader.load(path) {
+            Ok(mut config) => {
+                config.refused = refused;
+                return Ok(config);
+            }
+            Err(errors) => errors,
+        };
+        let mut by_file: Vec<(PathBuf, Vec<ConfigError>)> = Vec::new();
+        for error in &errors.0 {
+            match by_file.iter_mut().find(|(f, _)| *f == error.file) {
+                Some((_, list)) => list.push(error.clone()),
+                None => by_file.push((error.file.clone(), vec![error.clone()])),
+            }
+        }
+        let refusable = by_file
+            .iter()
+            .all(|(file, _)| file != path && !overrides.contains_key(file));
+        if !refusable {
+            return Err(errors);
+        }
+        for (file, errors) in by_file {
+            let kept = accepted.get(&file).cloned();
+            refused.push(Refused {
+                file: file.clone(),
+                errors,
+                kept: kept.is_some(),
+            });
+            overrides.insert(file, kept);
+        }
+    }
 }
 
 /// Parses YAML text into a serde type, with the error positioned in `file`.

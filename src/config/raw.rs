@@ -15,6 +15,13 @@ use crate::probe::{CheckConfig, Kind};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
+    /// Who keeps this file (an included file of one department or locality): its targets
+    /// carry it as their `owner` label unless they name one.
+    #[serde(default)]
+    pub owner: Option<Spanned<String>>,
+    /// How to reach that owner (shown by `check-config`).
+    #[serde(default)]
+    pub contact: Option<Spanned<String>>,
     #[serde(default)]
     pub global: Option<Spanned<RawGlobal>>,
     /// Globs, relative to the main file, of further files to read (`conf.d/*.yaml`).

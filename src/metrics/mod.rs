@@ -32,6 +32,8 @@ pub struct AgentMetrics {
     pub reload_successful: IntGauge,
     pub reload_success_timestamp: Gauge,
     pub reloads: IntCounterVec,
+    /// Per config file: whether its version on disk is the one in force.
+    pub file_reload_successful: IntGaugeVec,
     pub icmp_socket: IntGaugeVec,
 }
 
@@ -81,6 +83,13 @@ impl AgentMetrics {
                 Opts::new("iocwatch_config_reloads_total", "Config reloads by result."),
                 &["result"],
             )?,
+            file_reload_successful: IntGaugeVec::new(
+                Opts::new(
+                    "iocwatch_config_file_last_reload_successful",
+                    "Per config file: whether its last version was accepted (1), or refused alone while the other files applied (0).",
+                ),
+                &["file"],
+            )?,
             icmp_socket: IntGaugeVec::new(
                 Opts::new(
                     "iocwatch_icmp_socket_info",
@@ -95,7 +104,8 @@ impl AgentMetrics {
         for result in ["success", "failure"] {
             metrics.reloads.with_label_values(&[result]).inc_by(0);
         }
-        let collectors: [Box<dyn Collector>; 7] = [
+        let collectors: [Box<dyn Collector>; 8] = [
+            Box::new(metrics.file_reload_successful.clone()),
             Box::new(metrics.lateness.clone()),
             Box::new(metrics.in_flight.clone()),
             Box::new(metrics.checks.clone()),

@@ -38,6 +38,12 @@ pub(super) struct Loader {
     /// Files that could not be parsed: what they define is missing, so references to it
     /// elsewhere say where to look first.
     unparsed: Vec<PathBuf>,
+    /// Included files read from here instead of the disk: their last accepted text, or
+    /// `None` for a new file left out.
+    pub(super) overrides: HashMap<PathBuf, Option<Arc<str>>>,
+    /// The text of each included file as read, for the next reload to fall back on.
+    accepted: HashMap<PathBuf, Arc<str>>,
+    owners: Vec<super::OwnerFile>,
 }
 
 /// A parsed file and where it came from.
@@ -63,10 +69,16 @@ impl Loader {
     }
 
     fn read_file(&mut self, path: &Path) -> Option<String> {
-        self.sources.push(path.to_owned());
         if let Some(dir) = path.parent() {
             self.watch_dirs.insert(dir.to_owned());
         }
+        if let Some(kept) = self.overrides.get(path) {
+            // A refused file: its last accepted text stays in force (a new one stays out).
+            let kept = kept.as_ref()?;
+            self.sources.push(path.to_owned());
+            return Some(kept.to_string());
+        }
+        self.sources.push(path.to_owned());
         match std::fs::read_to_string(path) {
             Ok(text) => Some(text),
             Err(e) => {
@@ -122,10 +134,11 @@ impl Loader {
         let Some(text) = self.read_file(path) else {
             return Err(ConfigErrors(self.errors));
         };
-        let main = match parse_yaml::<RawFile>(&text, path) {
+        let mut main = match parse_yaml::<RawFile>(&text, path) {
             Ok(raw) => raw,
             Err(e) => return Err(ConfigErrors(vec![e])),
         };
+        self.owner(&main_file, &mut main);
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let mut files = vec![Parsed {
             file: main_file.clone(),
@@ -142,8 +155,11 @@ impl Loader {
                     continue;
                 };
                 match parse_yaml::<RawFile>(&text, &included) {
-                    Ok(raw) => {
+                    Ok(mut raw) => {
+                        self.accepted
+                            .insert(included.clone(), Arc::from(text.as_str()));
                         let file: Arc<Path> = Arc::from(included.as_path());
+                        self.owner(&file, &mut raw);
                         if let Some(global) = &raw.global {
                             self.error(
                                 &file,
@@ -250,7 +266,30 @@ impl Loader {
             catalog,
             notifiers: self.notifiers,
             warnings: self.warnings,
+            accepted: self.accepted,
+            refused: Vec::new(),
+            owners: self.owners,
         })
+    }
+
+    /// An owner file: its targets carry the owner, unless they name another.
+    fn owner(&mut self, file: &Arc<Path>, raw: &mut RawFile) {
+        let Some(owner) = &raw.owner else {
+            return;
+        };
+        let owner = owner.value.trim().to_owned();
+        for target in &mut raw.targets {
+            target
+                .value
+                .labels
+                .entry("owner".to_owned())
+                .or_insert_with(|| owner.clone());
+        }
+        self.owners.push(super::OwnerFile {
+            file: file.to_path_buf(),
+            owner,
+            contact: raw.contact.as_ref().map(|c| c.value.clone()),
+        });
     }
 
     /// A file that could not be parsed defines nothing, so other files' references to what

@@ -107,6 +107,22 @@ enum Command {
     /// Availability per unit over a period, ranked, from the agent's database (safe while
     /// the agent runs): HTML for print, XLSX for Excel, CSV or Markdown.
     Report(ReportArgs),
+    /// Turn a spreadsheet of sites (CSV or XLSX; templates in config/) into an owner file,
+    /// checked with the whole config; nothing is written while any row is wrong.
+    Import {
+        /// The sheet: .csv or .xlsx.
+        sheet: PathBuf,
+        /// Who keeps these sites (the file's `owner:`).
+        #[arg(long)]
+        owner: Option<String>,
+        /// How to reach them (the file's `contact:`).
+        #[arg(long)]
+        contact: Option<String>,
+        /// The owner file to write (where the config's include finds it); standard output
+        /// when absent.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -314,6 +330,56 @@ fn main() -> ExitCode {
             timeout,
         } => runtime.block_on(probe_once(*kind, target, *timeout)),
         Command::Report(args) => report(&cli.storage_path, args),
+        Command::Import {
+            sheet,
+            owner,
+            contact,
+            output,
+        } => import(&cli.config, sheet, owner, contact, output.as_deref()),
+    }
+}
+
+fn import(
+    config: &std::path::Path,
+    sheet: &std::path::Path,
+    owner: &Option<String>,
+    contact: &Option<String>,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use iocwatch::config::import;
+    // Printed, it is checked as if it sat beside the main config.
+    let beside = config
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("imported.yaml");
+    let owner = import::Owner {
+        name: owner.clone(),
+        contact: contact.clone(),
+    };
+    match import::import(sheet, config, output.unwrap_or(&beside), &owner) {
+        Ok((yaml, targets)) => {
+            let written = match output {
+                Some(path) => std::fs::write(path, &yaml)
+                    .map(|()| eprintln!("{}: {targets} targets", path.display()))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes())
+                    .map_err(|e| format!("cannot write: {e}")),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{}: {error}", sheet.display());
+            }
+            eprintln!("{} error(s); nothing written", errors.len());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`Catalog`]. Every error names file, line, column and what was expected, and all errors of
 //! a load are reported together.
 
+pub mod import;
 mod raw;
 mod validate;
 
@@ -101,6 +102,31 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::Loader::default().load(path)
 }
 
+/// Loads the config as if `file` held `text` and the config included it: how an import is
+/// checked, with everything else, before anything is written.
+pub fn load_with_file(path: &Path, file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut loader = validate::Loader::default();
+    loader
+        .overrides
+        .insert(file_key(file), Some(Arc::from(text)));
+    loader.extra.push(file.to_owned());
+    loader.load(path)
+}
+
+/// One spelling per file (`config/../config/a.yaml` and `config/a.yaml` are one), for a file
+/// that may not exist yet: its directory resolved, its name kept.
+fn file_key(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => return path.to_owned(),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_owned(),
+    }
+}
+
 /// Like [`load`], but an included file with errors is refused alone: its version in
 /// `accepted` (the running config's) stays in force, or a new file stays out, and every
 /// other file's changes apply. A file whose changes only make sense with a refused one (a
@@ -142,7 +168,7 @@ pub fn load_isolating(
                 errors,
                 kept: kept.is_some(),
             });
-            overrides.insert(file, kept);
+            overrides.insert(file_key(&file), kept);
         }
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct Loader {
     /// The text of each included file as read, for the next reload to fall back on.
     accepted: HashMap<PathBuf, Arc<str>>,
     owners: Vec<super::OwnerFile>,
+    /// Files read as if included (an import being checked; its text in `overrides`).
+    pub(super) extra: Vec<PathBuf>,
 }
 
 /// A parsed file and where it came from.
@@ -72,7 +74,7 @@ impl Loader {
         if let Some(dir) = path.parent() {
             self.watch_dirs.insert(dir.to_owned());
         }
-        if let Some(kept) = self.overrides.get(path) {
+        if let Some(kept) = self.overrides.get(&super::file_key(path)) {
             // A refused file: its last accepted text stays in force (a new one stays out).
             let kept = kept.as_ref()?;
             self.sources.push(path.to_owned());
@@ -129,6 +131,47 @@ impl Loader {
         }
     }
 
+    /// Reads and parses one included file; what belongs in the main file only is an error.
+    fn include(&mut self, included: PathBuf, files: &mut Vec<Parsed>) {
+        let Some(text) = self.read_file(&included) else {
+            return;
+        };
+        match parse_yaml::<RawFile>(&text, &included) {
+            Ok(mut raw) => {
+                self.accepted
+                    .insert(included.clone(), Arc::from(text.as_str()));
+                let file: Arc<Path> = Arc::from(included.as_path());
+                self.owner(&file, &mut raw);
+                if let Some(global) = &raw.global {
+                    self.error(
+                        &file,
+                        global.referenced,
+                        "`global` belongs in the main file only",
+                    );
+                }
+                if let Some(pattern) = raw.include.first() {
+                    self.error(
+                        &file,
+                        pattern.referenced,
+                        "`include` belongs in the main file only",
+                    );
+                }
+                if let Some(defaults) = &raw.defaults {
+                    self.error(
+                        &file,
+                        defaults.referenced,
+                        "`defaults` belong in the main file only",
+                    );
+                }
+                files.push(Parsed { file, raw });
+            }
+            Err(e) => {
+                self.unparsed.push(included.clone());
+                self.errors.push(e);
+            }
+        }
+    }
+
     pub(super) fn load(mut self, path: &Path) -> Result<Config, ConfigErrors> {
         let main_file: Arc<Path> = Arc::from(path);
         let Some(text) = self.read_file(path) else {
@@ -145,50 +188,18 @@ impl Loader {
             raw: main,
         }];
         let includes = std::mem::take(&mut files[0].raw.include);
-        let mut seen: HashSet<PathBuf> = HashSet::from([path.to_owned()]);
+        let mut seen: HashSet<PathBuf> = HashSet::from([super::file_key(path)]);
+        let mut included_files = Vec::new();
         for pattern in &includes {
-            for included in self.glob(&base, path, pattern) {
-                if !seen.insert(included.clone()) {
-                    continue;
-                }
-                let Some(text) = self.read_file(&included) else {
-                    continue;
-                };
-                match parse_yaml::<RawFile>(&text, &included) {
-                    Ok(mut raw) => {
-                        self.accepted
-                            .insert(included.clone(), Arc::from(text.as_str()));
-                        let file: Arc<Path> = Arc::from(included.as_path());
-                        self.owner(&file, &mut raw);
-                        if let Some(global) = &raw.global {
-                            self.error(
-                                &file,
-                                global.referenced,
-                                "`global` belongs in the main file only",
-                            );
-                        }
-                        if let Some(pattern) = raw.include.first() {
-                            self.error(
-                                &file,
-                                pattern.referenced,
-                                "`include` belongs in the main file only",
-                            );
-                        }
-                        if let Some(defaults) = &raw.defaults {
-                            self.error(
-                                &file,
-                                defaults.referenced,
-                                "`defaults` belong in the main file only",
-                            );
-                        }
-                        files.push(Parsed { file, raw });
-                    }
-                    Err(e) => {
-                        self.unparsed.push(included.clone());
-                        self.errors.push(e);
-                    }
-                }
+            included_files.extend(self.glob(&base, path, pattern));
+        }
+        // A file being imported, read as if the config included it.
+        included_files.extend(self.extra.clone());
+        for included in included_files {
+            if !seen.insert(super::file_key(&included)) {
+                continue;
             }
+            self.include(included, &mut files);
         }
 
         let settings = self.settings(&files[0]);

@@ -167,6 +167,8 @@ fn debian_package_holds_the_unit_the_config_and_the_user() {
         "./usr/share/iocwatch/dashboards/iocwatch-province.json",
         "./usr/share/iocwatch/prometheus/iocwatch-alerts.yml",
         "./usr/lib/sysctl.d/60-iocwatch.conf",
+        "./usr/share/iocwatch/import-template.xlsx",
+        "./usr/share/iocwatch/import-template.csv",
     ] {
         assert!(
             contents.contains(path),

@@ -489,6 +489,29 @@ async fn a_running_agent_counts_rounds_and_reports_them_after_a_restart() {
         rounds,
         "1 s per round"
     );
+    // The command line reads the same database beside the running agent.
+    let storage_arg = storage.path().to_string_lossy().into_owned();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
+        .date_naive()
+        .to_string();
+    let out = iocwatch(&[
+        "report",
+        "--storage.path",
+        &storage_arg,
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--by",
+        "target",
+        "--format",
+        "csv",
+        "--lang",
+        "en",
+    ]);
+    let cli = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && cli.contains(",gw,"), "{cli}");
     let (status, html) = agent.get("/api/v1/report").await;
     assert_eq!(status, 200);
     assert!(

@@ -171,6 +171,10 @@ async fn rounds_are_added_up_by_the_hour_with_maintenance_apart() {
         result("cx", "tcp_80", true, Detail::None),
         hour(100, 30),
     ));
+    // A reload in between: what was counted is handed on, and counting goes on.
+    let reloaded = Arc::new(crate::config::load(&path).expect("valid").catalog);
+    state.apply_catalog(reloaded);
+    state.record(at(result("gw", "icmp", true, echo()), hour(101, 15)));
     state.finish();
     let mut hours: std::collections::BTreeMap<(String, i64), crate::model::hourly::HourStats> =
         Default::default();
@@ -202,7 +206,11 @@ async fn rounds_are_added_up_by_the_hour_with_maintenance_apart() {
     // ICMP latency is the RTT (4 ms), not the round's length (5 ms); none for the failure.
     assert_eq!(gw.latency_count, 2);
     assert!((gw.latency_sum - 0.008).abs() < 1e-9, "{}", gw.latency_sum);
-    assert_eq!(hours[&("gw/icmp".to_owned(), 363_600)].rounds, 1);
+    assert_eq!(
+        hours[&("gw/icmp".to_owned(), 363_600)].rounds,
+        2,
+        "one round before the reload, one after"
+    );
     let cx = &hours[&("cx/tcp_80".to_owned(), 360_000)];
     assert_eq!(
         (

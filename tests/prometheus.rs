@@ -360,7 +360,7 @@ targets:
             }
         }
     }
-    assert_eq!(seen_rules, 28);
+    assert_eq!(seen_rules, 29);
     assert!(
         failures.is_empty(),
         "{} queries failed:\n{}",

@@ -43,14 +43,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def get(port, path, timeout=10):
+def get_raw(port, path, timeout=10):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
+        return response.status, response.read()
     finally:
         conn.close()
+
+
+def get(port, path, timeout=10):
+    status, body = get_raw(port, path, timeout)
+    return status, body.decode("utf-8", "replace")
 
 
 def metric_sum(text, name):
@@ -103,9 +108,11 @@ def measure_daemon(cmd, port, counters, seconds, warmup=3, ready=None):
         cpu0 = cpu_seconds(proc.pid)
         time.sleep(seconds)
         cpu1 = cpu_seconds(proc.pid)
+        # The scrape as Prometheus sees it: the bytes, not this script's decoding of them.
         started = time.monotonic()
-        text1 = get(port, "/metrics", timeout=60)[1]
+        raw = get_raw(port, "/metrics", timeout=60)[1]
         scrape = time.monotonic() - started
+        text1 = raw.decode("utf-8", "replace")
         rss = rss_mib(proc.pid)
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
     finally:

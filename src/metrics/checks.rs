@@ -345,48 +345,77 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    // Hundreds of thousands of lines a scrape: written piece by piece, without the
+    // formatting machinery, and numbers with itoa and ryu.
     fn line(&mut self, name: &str, labels: &str, extra: Option<(&str, &str)>, value: f64) {
-        let _ = match extra {
-            Some((k, v)) => writeln!(
-                self.text,
-                "{name}{{{labels},{k}=\"{v}\"}} {}",
-                Number(value)
-            ),
-            None => writeln!(self.text, "{name}{{{labels}}} {}", Number(value)),
-        };
+        let text = &mut *self.text;
+        text.push_str(name);
+        text.push('{');
+        text.push_str(labels);
+        if let Some((k, v)) = extra {
+            text.push(',');
+            text.push_str(k);
+            text.push_str("=\"");
+            text.push_str(v);
+            text.push('"');
+        }
+        text.push_str("} ");
+        number(text, value);
+        text.push('\n');
     }
 
     fn histogram(&mut self, name: &str, labels: &str, h: &Histogram) {
+        let text = &mut *self.text;
+        let mut integer = itoa::Buffer::new();
         let mut cumulative = 0u64;
-        for (le, bucket) in WAN_BUCKETS.iter().zip(&h.buckets) {
+        for (le, bucket) in LE_LABELS.iter().zip(&h.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                self.text,
-                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
-                Number(*le)
-            );
+            text.push_str(name);
+            text.push_str("_bucket{");
+            text.push_str(labels);
+            text.push_str(le);
+            text.push_str(integer.format(cumulative));
+            text.push('\n');
         }
         let count = cumulative + h.over.load(Ordering::Relaxed);
-        let _ = writeln!(self.text, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            self.text,
-            "{name}_sum{{{labels}}} {}",
-            Number(f64::from_bits(h.sum.load(Ordering::Relaxed)))
-        );
-        let _ = writeln!(self.text, "{name}_count{{{labels}}} {count}");
+        for (suffix, closing) in [("_bucket{", ",le=\"+Inf\"} "), ("_count{", "} ")] {
+            text.push_str(name);
+            text.push_str(suffix);
+            text.push_str(labels);
+            text.push_str(closing);
+            text.push_str(integer.format(count));
+            text.push('\n');
+        }
+        text.push_str(name);
+        text.push_str("_sum{");
+        text.push_str(labels);
+        text.push_str("} ");
+        number(text, f64::from_bits(h.sum.load(Ordering::Relaxed)));
+        text.push('\n');
     }
 }
 
-/// A number as Prometheus writes it.
-struct Number(f64);
+/// `,le="0.005"} ` for each bucket, written once.
+static LE_LABELS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    WAN_BUCKETS
+        .iter()
+        .map(|le| {
+            let mut text = String::from(",le=\"");
+            number(&mut text, *le);
+            text.push_str("\"} ");
+            text
+        })
+        .collect()
+});
 
-impl std::fmt::Display for Number {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_infinite() {
-            f.write_str(if self.0 > 0.0 { "+Inf" } else { "-Inf" })
-        } else {
-            write!(f, "{}", self.0)
-        }
+/// A number as Prometheus reads it: whole numbers without a fraction, others shortest.
+fn number(text: &mut String, value: f64) {
+    if value.is_infinite() {
+        text.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        text.push_str(itoa::Buffer::new().format(value as i64));
+    } else {
+        text.push_str(ryu::Buffer::new().format(value));
     }
 }
 

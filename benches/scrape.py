@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The /metrics scrape of a large agent, alone: N loopback ICMP checks (every 10 s), then
 five scrapes timed as Prometheus sees them (the bytes read, not decoded), and the agent's
-resident memory once a minute of hourly counting has been handed to the journal.
+resident memory and the journal's slowest commit once a minute of hourly counting (one
+upsert per check) has been handed to the journal.
 
 Usage: sudo benches/scrape.py [N] [BINARY]   (default 100000 target/release/iocwatch)
 Loopback only (127.20.0.0/14); stops by itself.
@@ -61,14 +62,22 @@ def main():
             for _ in range(5):
                 elapsed, body = scrape()
                 times.append(elapsed)
-            # Past the first minute: the hourly counting has been flushed once.
+            # Past the first minute: the hourly counting has been handed to the journal.
             time.sleep(max(0.0, 70 - (time.monotonic() - started)))
+            _, after = scrape()
+            commits = {}
+            for line in after.decode().splitlines():
+                if line.startswith("iocwatch_store_commit_duration_seconds_bucket"):
+                    le = line.split('le="')[1].split('"')[0]
+                    commits[le] = float(line.rsplit(" ", 1)[1])
+            slowest = next((le for le in commits if commits[le] == commits.get("+Inf")), "?")
             with open(f"/proc/{proc.pid}/status") as f:
                 rss = next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:"))
             series = sum(1 for l in body.split(b"\n") if l and not l.startswith(b"#"))
             print(f"{n:,} checks: {series:,} series, {len(body) / 1e6:.1f} MB; scrape median "
                   f"{statistics.median(times):.3f} s (min {min(times):.3f}); RSS {rss:.0f} MiB "
-                  f"({rss * 1024 / n:.1f} KiB per check)")
+                  f"({rss * 1024 / n:.1f} KiB per check); {commits.get('+Inf', 0):.0f} commits, "
+                  f"the slowest within {slowest} s")
         finally:
             proc.terminate()
             proc.wait(timeout=60)

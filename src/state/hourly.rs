@@ -1,7 +1,9 @@
 //! Each check's rounds added up by the hour, for availability reports. The state records
-//! every result here; once a minute (and at shutdown) the sums since the last flush go to
-//! the journal as [`Write::Hourly`] deltas, which the store adds to the hour's row. So a
-//! crash loses at most a minute of counting, and a report sees the current hour.
+//! every result here; once a minute (and at shutdown) each check's sums since its last flush
+//! go to the journal as [`Write::Hourly`] deltas, which the store adds to the hour's row. So
+//! a crash loses at most a minute of counting, and a report sees the current hour. The checks
+//! take turns, a sixtieth of them each second: 100,000 upserts in one commit hold the
+//! database for seconds, and an alert's write would wait behind them.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,13 +14,16 @@ use crate::catalog::{Catalog, Check, KeyMap, Target};
 use crate::model::hourly::{CheckPlace, HourDelta, HourStats};
 use crate::model::Write;
 
-const FLUSH_EVERY: Duration = Duration::from_secs(60);
+/// Each check is flushed on its turn, one of this many, one turn a tick (a second).
+const TURNS: u8 = 60;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One check's counting since the last flush. Its place is built from the catalog only when
 /// a delta is handed on, so a check costs its sums here and nothing more.
 struct Counting {
     hour: i64,
+    /// Which tick of the minute hands this check's sums on.
+    turn: u8,
     stats: HourStats,
 }
 
@@ -29,7 +34,7 @@ pub struct Hourly {
     done: Vec<HourDelta>,
     /// Maintenance windows active now (indices into the catalog's), refreshed each tick.
     windows_on: Vec<usize>,
-    last_flush: Option<Instant>,
+    turn: u8,
     last_prune: Option<Instant>,
 }
 
@@ -67,11 +72,13 @@ impl Hourly {
             .windows_on
             .iter()
             .any(|&w| catalog.alerting.maintenance[w].covers(target, &catalog.areas));
+        let turn = (self.counting.len() % usize::from(TURNS)) as u8;
         let counting = self
             .counting
             .entry(check.key.clone())
             .or_insert_with(|| Counting {
                 hour,
+                turn,
                 stats: HourStats::default(),
             });
         if counting.hour != hour {
@@ -88,7 +95,8 @@ impl Hourly {
         counting.stats.round(interval, failed, maintenance, latency);
     }
 
-    /// Once a tick: the deltas when a minute has passed, and the prune once an hour.
+    /// Once a tick (a second): the hours that ended, the sums of the checks whose turn it
+    /// is, and the prune once an hour.
     pub fn tick(
         &mut self,
         catalog: &Catalog,
@@ -97,13 +105,9 @@ impl Hourly {
         out: &mut Vec<Write>,
     ) {
         self.refresh_windows(catalog, wall);
-        if self
-            .last_flush
-            .is_none_or(|t| now.saturating_duration_since(t) >= FLUSH_EVERY)
-        {
-            self.last_flush = Some(now);
-            self.flush(catalog, out);
-        }
+        self.turn = (self.turn + 1) % TURNS;
+        let turn = self.turn;
+        self.hand_on(catalog, |c| c.turn == turn, out);
         if self
             .last_prune
             .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
@@ -121,9 +125,19 @@ impl Hourly {
     /// Everything counted so far, as deltas, placed by `catalog` (the one it was counted
     /// under).
     pub fn flush(&mut self, catalog: &Catalog, out: &mut Vec<Write>) {
+        self.hand_on(catalog, |_| true, out);
+    }
+
+    /// The hours that ended and the sums of the checks `due` picks, as deltas.
+    fn hand_on(
+        &mut self,
+        catalog: &Catalog,
+        due: impl Fn(&Counting) -> bool,
+        out: &mut Vec<Write>,
+    ) {
         let mut deltas = std::mem::take(&mut self.done);
         for (key, counting) in &mut self.counting {
-            if counting.stats.rounds == 0 {
+            if counting.stats.rounds == 0 || !due(counting) {
                 continue;
             }
             let Some((target, check)) = catalog.check(key) else {

@@ -231,3 +231,43 @@ async fn rounds_are_added_up_by_the_hour_with_maintenance_apart() {
         ]
     );
 }
+
+#[tokio::test]
+async fn checks_hand_their_sums_on_in_turns_a_sixtieth_a_second() {
+    let targets: String = (0..120)
+        .map(|i| {
+            format!("  - {{id: t{i}, area: \"15\", address: 127.0.0.1, checks: [icmp: {{}}]}}\n")
+        })
+        .collect();
+    let catalog = catalog(&targets);
+    let exposition = Exposition::new(None).expect("exposition");
+    let (mut state, mut journal) = state(&exposition, &catalog);
+    let echo = || {
+        Detail::Icmp(crate::probe::IcmpStats {
+            sent: 1,
+            rtts: vec![Duration::from_millis(1)],
+        })
+    };
+    for i in 0..120 {
+        state.record(result(&format!("t{i}"), "icmp", true, echo()));
+    }
+    let mut per_tick = Vec::new();
+    for _ in 0..60 {
+        state.tick();
+        let mut deltas = 0;
+        while let Ok(batch) = journal.try_recv() {
+            for write in batch.writes {
+                if let Write::Hourly(d) = write {
+                    deltas += d.len();
+                }
+            }
+        }
+        per_tick.push(deltas);
+    }
+    assert_eq!(
+        per_tick.iter().sum::<usize>(),
+        120,
+        "every check once a minute"
+    );
+    assert!(per_tick.iter().all(|n| *n <= 2), "{per_tick:?}");
+}

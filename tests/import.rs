@@ -133,7 +133,7 @@ fn bad_rows_are_named_by_row_and_column_and_nothing_is_written() {
         "Địa bàn,Mã,Tên,Địa chỉ,Kiểm tra\n\
          Xã Không Có,a1,A,127.0.0.1,icmp\n\
          Xã Bảo Yên,a2,B,127.0.0.1,tcp:abc\n\
-         Xã Bảo Yên,a3,C,300.1.1.1,icmp\n\
+         Xã Bảo Yên,a3,C,127.0.0.256,icmp\n\
          Xã Nghĩa Đô,gw,D,127.0.0.1,icmp\n\
          Xã Nghĩa Đô,a5,E,127.0.0.1,icmp\n",
     )
@@ -165,7 +165,7 @@ fn bad_rows_are_named_by_row_and_column_and_nothing_is_written() {
         .find(|l| l.contains("row 4"))
         .unwrap_or_default();
     assert!(
-        row4.contains("column D (Địa chỉ)") && row4.contains("300.1.1.1"),
+        row4.contains("column D (Địa chỉ)") && row4.contains("127.0.0.256"),
         "{errors}"
     );
     let row5 = errors

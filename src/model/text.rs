@@ -163,17 +163,36 @@ fn local(rfc3339: &str, language: Language) -> String {
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
-fn lasted(event: &Event) -> Option<String> {
+fn lasted(event: &Event, language: Language) -> Option<String> {
     let start = DateTime::parse_from_rfc3339(&event.started_at).ok()?;
     let end = DateTime::parse_from_rfc3339(event.ended_at.as_deref()?).ok()?;
-    let minutes = (end.with_timezone(&Utc) - start.with_timezone(&Utc))
-        .num_minutes()
-        .max(0);
-    Some(if minutes >= 60 {
-        format!("{}h{:02}", minutes / 60, minutes % 60)
-    } else {
-        format!("{minutes}m")
-    })
+    let seconds = (end.with_timezone(&Utc) - start.with_timezone(&Utc)).num_seconds();
+    Some(duration_words(
+        u64::try_from(seconds).unwrap_or(0),
+        language,
+    ))
+}
+
+/// A length of time as people say it: "45 giây", "12 phút", "1 giờ 05 phút", "2 ngày 3 giờ"
+/// ("45 s", "12 min", "1 h 05 min", "2 d 3 h"). The status page, notifications and reports
+/// all say it so.
+pub fn duration_words(seconds: u64, language: Language) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    let (dw, hw, mw, sw) = match language {
+        Language::Vi => ("ngày", "giờ", "phút", "giây"),
+        Language::En => ("d", "h", "min", "s"),
+    };
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} {sw}"),
+        (0, 0, m) => format!("{m} {mw}"),
+        (0, h, m) => format!("{h} {hw} {m:02} {mw}"),
+        (d, h, _) => format!("{d} {dw} {h} {hw}"),
+    }
 }
 
 fn who(event: &Event) -> String {
@@ -273,7 +292,7 @@ fn compose(e: &Event, w: &Words) -> Message {
         lines.push(
             w.ended
                 .replace("{end}", &local(end, w.language))
-                .replace("{lasted}", &lasted(e).unwrap_or_default()),
+                .replace("{lasted}", &lasted(e, w.language).unwrap_or_default()),
         );
     }
     if e.affected_targets > 0 {
@@ -387,7 +406,8 @@ pub(crate) mod tests {
             "[RESOLVED] Down: Cổng kết nối Bảo Yên (gw-bao-yen)"
         );
         assert!(
-            m.body.contains("Ended: 2026-11-23 16:20 (lasted 1h15)"),
+            m.body
+                .contains("Ended: 2026-11-23 16:20 (lasted 1 h 15 min)"),
             "{}",
             m.body
         );

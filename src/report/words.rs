@@ -124,27 +124,9 @@ impl Words {
         }
     }
 
-    /// `2 giờ 05 phút`, `45 giây`; `2 h 05 min`, `45 s`.
+    /// `2 giờ 05 phút`, `45 giây`; `2 h 05 min`, `45 s` ([`crate::model::text::duration_words`]).
     pub fn duration(&self, ms: i64) -> String {
-        let seconds = ms.max(0) / 1000;
-        let (d, h, m, s) = (
-            seconds / 86_400,
-            seconds / 3600 % 24,
-            seconds / 60 % 60,
-            seconds % 60,
-        );
-        let vi = self.language == Language::Vi;
-        let (dw, hw, mw, sw) = if vi {
-            ("ngày", "giờ", "phút", "giây")
-        } else {
-            ("d", "h", "min", "s")
-        };
-        match (d, h, m) {
-            (0, 0, 0) => format!("{s} {sw}"),
-            (0, 0, m) => format!("{m} {mw} {s:02} {sw}"),
-            (0, h, m) => format!("{h} {hw} {m:02} {mw}"),
-            (d, h, _) => format!("{d} {dw} {h} {hw}"),
-        }
+        crate::model::text::duration_words(u64::try_from(ms / 1000).unwrap_or(0), self.language)
     }
 
     /// Milliseconds to two decimals below 10 ms, else whole.

@@ -139,9 +139,19 @@ const EN: Texts = Texts {
 /// When something began, as people at the IOC read it: Vietnam time ("14:05 hôm nay",
 /// "09:30 hôm qua", "28/11 09:30") and how long it has lasted, with the full time on hover.
 fn when(t: &Texts, rfc3339: &str, now: f64) -> String {
-    let Ok(at) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
-        return esc(rfc3339);
-    };
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(at) => when_at(t, at.with_timezone(&chrono::Utc), now),
+        Err(_) => esc(rfc3339),
+    }
+}
+
+/// [`when`] for a time in Unix seconds (the status snapshot's).
+fn when_unix(t: &Texts, seconds: f64, now: f64) -> String {
+    let at = chrono::DateTime::from_timestamp_millis((seconds * 1000.0) as i64).unwrap_or_default();
+    when_at(t, at, now)
+}
+
+fn when_at(t: &Texts, at: chrono::DateTime<chrono::Utc>, now: f64) -> String {
     let zone = crate::model::DEFAULT_TIME_ZONE;
     let local = at.with_timezone(&zone);
     let today = chrono::DateTime::from_timestamp(now as i64, 0)
@@ -171,29 +181,15 @@ fn ago_vi(seconds: f64) -> String {
 }
 
 fn lasting_vi(seconds: f64) -> String {
-    let (d, h, m) = split(seconds);
-    match (d, h, m) {
-        (0, 0, 0) => format!("đã kéo dài {seconds:.0} giây"),
-        (0, 0, m) => format!("đã kéo dài {m} phút"),
-        (0, h, m) => format!("đã kéo dài {h} giờ {m:02} phút"),
-        (d, h, _) => format!("đã kéo dài {d} ngày {h} giờ"),
-    }
+    let words =
+        crate::model::text::duration_words(seconds.max(0.0) as u64, crate::model::Language::Vi);
+    format!("đã kéo dài {words}")
 }
 
 fn lasting_en(seconds: f64) -> String {
-    let (d, h, m) = split(seconds);
-    match (d, h, m) {
-        (0, 0, 0) => format!("for {seconds:.0} s"),
-        (0, 0, m) => format!("for {m} min"),
-        (0, h, m) => format!("for {h} h {m:02} min"),
-        (d, h, _) => format!("for {d} d {h} h"),
-    }
-}
-
-/// Whole days, hours and minutes.
-fn split(seconds: f64) -> (u64, u64, u64) {
-    let s = seconds.max(0.0) as u64;
-    (s / 86_400, s / 3600 % 24, s / 60 % 60)
+    let words =
+        crate::model::text::duration_words(seconds.max(0.0) as u64, crate::model::Language::En);
+    format!("for {words}")
 }
 
 fn ago_en(seconds: f64) -> String {
@@ -402,7 +398,7 @@ pub fn render(
                 esc(&i.target),
                 esc(&i.area_name),
                 badge(t, i.state),
-                when(t, &crate::model::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(i.since.max(0.0))), now),
+                when_unix(t, i.since, now),
                 cause
             );
         }

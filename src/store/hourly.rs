@@ -31,30 +31,21 @@ pub(super) fn add(conn: &Connection, deltas: &[HourDelta]) -> rusqlite::Result<(
            latency_sum = latency_sum + excluded.latency_sum,
            latency_count = latency_count + excluded.latency_count, sketch = excluded.sketch",
     )?;
-    let mut last: Option<(*const CheckPlace, i64)> = None;
     for delta in deltas {
-        // Deltas of one check come together; its place is written once per batch.
-        let id = match last {
-            Some((p, id)) if std::ptr::eq(p, &*delta.place) => id,
-            _ => {
-                let p = &delta.place;
-                let areas = serde_json::to_string(&p.areas).unwrap_or_else(|_| "[]".into());
-                let id: i64 = place.query_row(
-                    params![
-                        p.check_key,
-                        p.target,
-                        p.target_name,
-                        p.kind,
-                        areas,
-                        p.system,
-                        p.owner
-                    ],
-                    |r| r.get(0),
-                )?;
-                last = Some((&**p, id));
-                id
-            }
-        };
+        let p = &delta.place;
+        let areas = serde_json::to_string(&p.areas).unwrap_or_else(|_| "[]".into());
+        let id: i64 = place.query_row(
+            params![
+                p.check_key,
+                p.target,
+                p.target_name,
+                p.kind,
+                areas,
+                p.system,
+                p.owner
+            ],
+            |r| r.get(0),
+        )?;
         let mut merged: Sketch = sketch
             .query_row(params![id, delta.hour], |r| r.get::<_, Vec<u8>>(0))
             .optional()?

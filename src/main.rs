@@ -415,7 +415,9 @@ fn report(storage: &std::path::Path, args: &ReportArgs) -> ExitCode {
         time_zone: args.time_zone,
         now: iocwatch::model::unix_ms(std::time::SystemTime::now()),
     };
-    let bytes = match report::build(&history, &request).and_then(|r| report::render(&r, format)) {
+    let bytes = match report::build(&history, &request, &format.groupings(args.by))
+        .and_then(|r| report::render(&r, format))
+    {
         Ok(bytes) => bytes,
         Err(e) => return fail(e.to_string(), 1),
     };

@@ -298,11 +298,7 @@ async fn reload_applies_good_configs_and_refuses_bad_ones() {
     // An anonymous caller learns only that it failed; check-config says where and why.
     assert!(body.contains("config refused"), "{body}");
     assert!(!body.contains("colour"), "{body}");
-    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
-        .args(["check-config", "-c"])
-        .arg(agent.path("iocwatch.yaml"))
-        .output()
-        .expect("check-config");
+    let checked = common::check_config(&agent.path("iocwatch.yaml"));
     let errors = String::from_utf8_lossy(&checked.stderr);
     assert!(
         errors.contains("iocwatch.yaml:23:5: unknown field `colour`"),

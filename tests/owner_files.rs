@@ -117,11 +117,7 @@ async fn a_broken_owner_file_is_refused_alone() {
         );
     }
     // check-config names the file, line and column of the typo.
-    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
-        .args(["check-config", "-c"])
-        .arg(agent.path("iocwatch.yaml"))
-        .output()
-        .expect("check-config");
+    let checked = common::check_config(&agent.path("iocwatch.yaml"));
     let errors = String::from_utf8_lossy(&checked.stderr);
     assert!(
         errors.contains("b.yaml:5:26:") && errors.contains("unknown field `adress`"),
@@ -162,11 +158,7 @@ async fn a_broken_owner_file_is_refused_alone() {
     );
 
     // check-config: a summary per owner with its contact and file.
-    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
-        .args(["check-config", "-c"])
-        .arg(agent.path("iocwatch.yaml"))
-        .output()
-        .expect("check-config");
+    let checked = common::check_config(&agent.path("iocwatch.yaml"));
     let out = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{out}");
     assert!(out.contains("owners:"), "{out}");

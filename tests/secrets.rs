@@ -202,11 +202,7 @@ targets:
         .replace(&at("mail-password").display().to_string(), MAIL_PASSWORD)
         .replace("IOCWATCH_TEST_HOOK_BEARER", "IOCWATCH_TEST_UNSET");
     write(&at("mistaken.yaml"), &mistaken);
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
-        .args(["check-config", "-c"])
-        .arg(at("mistaken.yaml"))
-        .output()
-        .expect("check-config");
+    let check = common::check_config(&at("mistaken.yaml"));
     assert_eq!(check.status.code(), Some(64));
     let said = String::from_utf8_lossy(&check.stderr).into_owned();
     assert!(

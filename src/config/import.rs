@@ -123,14 +123,19 @@ pub fn import(
     // rows that passed their own checks are checked so even when others did not, so that
     // one run names every bad row.
     if let Err(found) = super::load_with_file(main, out, &yaml) {
-        let head = yaml.lines().take_while(|l| !l.starts_with("  - ")).count();
+        let head = yaml.lines().take_while(|l| !l.starts_with(ITEM)).count();
         let out_key = super::file_key(out);
         errors.extend(found.0.into_iter().map(|e| {
             let line = usize::try_from(e.line).unwrap_or(0);
             match lines.get(line.wrapping_sub(head + 1)) {
-                Some((row, text)) if super::file_key(&e.file) == out_key => ImportError {
+                Some((row, line)) if super::file_key(&e.file) == out_key => ImportError {
                     row: *row,
-                    column: field_at(text, usize::try_from(e.column).unwrap_or(0))
+                    column: line
+                        .field_at(
+                            usize::try_from(e.column)
+                                .unwrap_or(0)
+                                .saturating_sub(ITEM.len()),
+                        )
                         .and_then(|f| columns.name(f)),
                     message: e.message,
                 },
@@ -280,32 +285,35 @@ fn columns(heading: &[String]) -> Result<Columns, Vec<ImportError>> {
     }
 }
 
-/// YAML keys of a target line, in the order [`target_line`] writes them.
-const KEYS: &[(&str, Field)] = &[
-    ("id:", Field::Id),
-    ("name:", Field::Name),
-    ("area:", Field::Area),
-    ("address:", Field::Address),
-    ("system:", Field::System),
-    ("labels:", Field::Labels),
-    ("depends_on:", Field::DependsOn),
-    ("checks:", Field::Checks),
-];
+/// What begins each target line of the fragment.
+const ITEM: &str = "  - ";
 
-/// The field whose value a (1-based) column of a fragment line falls in.
-fn field_at(line: &str, column: usize) -> Option<Field> {
-    let at = column.saturating_sub(1);
-    KEYS.iter()
-        .flat_map(|(key, field)| {
-            let key = format!("{key} ");
-            line.match_indices(&key)
-                .filter(|(i, _)| matches!(line[..*i].chars().last(), Some('{' | ' ')))
-                .map(|(i, _)| (i, *field))
-                .collect::<Vec<_>>()
-        })
-        .filter(|(i, _)| *i <= at)
-        .max_by_key(|(i, _)| *i)
-        .map(|(_, f)| f)
+/// One row as one line of flow YAML, with where each field's key begins in it, so that a
+/// loader error's column finds the field (a value's text cannot mislead it).
+struct Line {
+    text: String,
+    fields: Vec<(usize, Field)>,
+}
+
+impl Line {
+    fn push(&mut self, field: Field, key: &str, value: &str) {
+        self.text
+            .push_str(if self.fields.is_empty() { "{" } else { ", " });
+        self.fields.push((self.text.len(), field));
+        self.text.push_str(key);
+        self.text.push_str(": ");
+        self.text.push_str(value);
+    }
+
+    /// The field whose key or value a (1-based) column falls in.
+    fn field_at(&self, column: usize) -> Option<Field> {
+        let at = column.saturating_sub(1);
+        self.fields
+            .iter()
+            .take_while(|(start, _)| *start <= at)
+            .last()
+            .map(|(_, f)| *f)
+    }
 }
 
 /// A YAML string: JSON's quoting is valid YAML and escapes everything that needs it.
@@ -318,7 +326,7 @@ fn target_line(
     cells: &[String],
     columns: &Columns,
     areas: &AreaTree,
-) -> Result<String, Vec<(Field, String)>> {
+) -> Result<Line, Vec<(Field, String)>> {
     let cell = |field: Field| {
         columns
             .index(field)
@@ -377,26 +385,32 @@ fn target_line(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut line = format!("{{id: {}", quoted(id));
+    let mut line = Line {
+        text: String::new(),
+        fields: Vec::new(),
+    };
+    line.push(Field::Id, "id", &quoted(id));
     if let Some(name) = cell(Field::Name) {
-        line.push_str(&format!(", name: {}", quoted(name)));
+        line.push(Field::Name, "name", &quoted(name));
     }
-    line.push_str(&format!(
-        ", area: {}, address: {}",
-        quoted(&area),
-        quoted(&address)
-    ));
+    line.push(Field::Area, "area", &quoted(&area));
+    line.push(Field::Address, "address", &quoted(&address));
     if let Some(system) = cell(Field::System) {
-        line.push_str(&format!(", system: {}", quoted(system)));
+        line.push(Field::System, "system", &quoted(system));
     }
     if let Some(labels) = labels {
-        line.push_str(&format!(", labels: {labels}"));
+        line.push(Field::Labels, "labels", &labels);
     }
     if let Some(depends) = cell(Field::DependsOn) {
         let ids: Vec<String> = split(depends).map(quoted).collect();
-        line.push_str(&format!(", depends_on: [{}]", ids.join(", ")));
+        line.push(
+            Field::DependsOn,
+            "depends_on",
+            &format!("[{}]", ids.join(", ")),
+        );
     }
-    line.push_str(&format!(", checks: [{checks}]}}"));
+    line.push(Field::Checks, "checks", &format!("[{checks}]"));
+    line.text.push('}');
     Ok(line)
 }
 
@@ -490,7 +504,7 @@ fn labels(written: &str) -> Result<String, String> {
     Ok(format!("{{{}}}", out.join(", ")))
 }
 
-fn fragment(owner: &Owner, lines: &[(usize, String)]) -> String {
+fn fragment(owner: &Owner, lines: &[(usize, Line)]) -> String {
     let mut yaml = String::from("# Made by `iocwatch import`; one line a row of the sheet.\n");
     if let Some(name) = &owner.name {
         yaml.push_str(&format!("owner: {}\n", quoted(name)));
@@ -500,8 +514,8 @@ fn fragment(owner: &Owner, lines: &[(usize, String)]) -> String {
     }
     yaml.push_str("targets:\n");
     for (_, line) in lines {
-        yaml.push_str("  - ");
-        yaml.push_str(line);
+        yaml.push_str(ITEM);
+        yaml.push_str(&line.text);
         yaml.push('\n');
     }
     yaml
@@ -529,11 +543,18 @@ mod tests {
             labels("role=gateway; uplink = vnpt").expect("labels"),
             "{\"role\": \"gateway\", \"uplink\": \"vnpt\"}"
         );
-        let line = "{id: \"a\", area: \"15\", address: \"x y\", checks: [icmp: {}]}";
-        assert_eq!(
-            field_at(line, line.find("\"x y\"").expect("at") + 1),
-            Some(Field::Address)
-        );
-        assert_eq!(field_at(line, 5), Some(Field::Id));
+        // A name that reads like a key does not mislead the column.
+        let mut line = Line {
+            text: String::new(),
+            fields: Vec::new(),
+        };
+        line.push(Field::Id, "id", "\"a\"");
+        line.push(Field::Name, "name", "\"x, address: y\"");
+        line.push(Field::Address, "address", "\"127.0.0.256\"");
+        let at = |needle: &str| line.text.find(needle).expect("in the line") + 1;
+        assert_eq!(line.field_at(at("x, address")), Some(Field::Name));
+        assert_eq!(line.field_at(at("address: y") + 3), Some(Field::Name));
+        assert_eq!(line.field_at(at("127.0.0.256")), Some(Field::Address));
+        assert_eq!(line.field_at(2), Some(Field::Id));
     }
 }

@@ -84,6 +84,15 @@ impl std::str::FromStr for Format {
 }
 
 impl Format {
+    /// The groupings a report in this format holds: all of them in a workbook's sheets, the
+    /// one asked for otherwise.
+    pub fn groupings(self, asked: By) -> Vec<By> {
+        match self {
+            Format::Xlsx => By::ALL.to_vec(),
+            _ => vec![asked],
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Html => "text/html; charset=utf-8",
@@ -233,8 +242,13 @@ pub struct Report {
     pub weekly_incidents: Vec<(NaiveDate, u32)>,
 }
 
-/// Builds every grouping (the XLSX has them all; the other formats print `request.by`).
-pub fn build(history: &History, request: &Request) -> Result<Report, ReportError> {
+/// Builds the groupings asked for ([`Format::groupings`]: the XLSX has them all, the other
+/// formats print `request.by`).
+pub fn build(
+    history: &History,
+    request: &Request,
+    groupings: &[By],
+) -> Result<Report, ReportError> {
     let checks: Vec<&(CheckPlace, HourStats)> = history
         .checks
         .iter()
@@ -256,7 +270,7 @@ pub fn build(history: &History, request: &Request) -> Result<Report, ReportError
     for (place, _) in &checks {
         places.entry(place.target.as_str()).or_insert(place);
     }
-    let groupings = By::ALL
+    let groupings = groupings
         .iter()
         .map(|&by| {
             let mut units: BTreeMap<(usize, String), Unit> = BTreeMap::new();
@@ -315,7 +329,7 @@ pub fn build(history: &History, request: &Request) -> Result<Report, ReportError
     Ok(Report {
         request: request.clone(),
         groupings,
-        weekly_incidents: weekly(history, request),
+        weekly_incidents: weekly(history, &places, request),
     })
 }
 
@@ -389,9 +403,13 @@ fn ranked(mut units: Vec<Unit>) -> Vec<Unit> {
     units
 }
 
-/// Incidents by the week (Monday, local) they began; one that began before the period
-/// counts in its first week.
-fn weekly(history: &History, request: &Request) -> Vec<(NaiveDate, u32)> {
+/// Incidents of the targets in scope (`places`) by the week (Monday, local) they began; one
+/// that began before the period counts in its first week.
+fn weekly(
+    history: &History,
+    places: &HashMap<&str, &CheckPlace>,
+    request: &Request,
+) -> Vec<(NaiveDate, u32)> {
     let monday = |ms: i64| {
         let day = request
             .time_zone
@@ -410,23 +428,8 @@ fn weekly(history: &History, request: &Request) -> Vec<(NaiveDate, u32)> {
         weeks.insert(week, 0);
         week += chrono::Duration::days(7);
     }
-    let scoped: Option<BTreeSet<&str>> = request.area.as_ref().map(|_| {
-        history
-            .checks
-            .iter()
-            .filter(|(p, _)| {
-                p.areas
-                    .iter()
-                    .any(|(c, _)| Some(c) == request.area.as_ref())
-            })
-            .map(|(p, _)| p.target.as_str())
-            .collect()
-    });
     for incident in history.incidents.iter().filter(|i| i.maintenance.is_none()) {
-        if scoped
-            .as_ref()
-            .is_some_and(|s| !s.contains(incident.target.as_str()))
-        {
+        if !places.contains_key(incident.target.as_str()) {
             continue;
         }
         *weeks

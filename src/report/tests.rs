@@ -80,7 +80,7 @@ fn areas_roll_up_and_rank_within_their_level() {
         time_zone: ZONE,
         now: 24 * HOUR,
     };
-    let report = build(&history, &request).expect("report");
+    let report = build(&history, &request, &By::ALL).expect("report");
     let rows: Vec<(usize, &str, usize, u32)> = report
         .asked()
         .units
@@ -116,6 +116,7 @@ fn areas_roll_up_and_rank_within_their_level() {
             area: Some("G1".into()),
             ..request.clone()
         },
+        &[By::Area],
     )
     .expect("scoped");
     let codes: Vec<&str> = scoped
@@ -131,6 +132,7 @@ fn areas_roll_up_and_rank_within_their_level() {
             area: Some("99".into()),
             ..request
         },
+        &By::ALL,
     );
     assert!(matches!(unknown, Err(ReportError::UnknownArea(_))));
 }

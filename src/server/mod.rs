@@ -355,10 +355,11 @@ async fn report(State(state): State<ServerState>, Query(query): Query<ReportQuer
         Err(e) => return bad(e.to_string()),
     };
     let format = query.format.unwrap_or(Format::Html);
+    let by = query.by.unwrap_or(report::By::Area);
     let request = report::Request {
         from,
         to,
-        by: query.by.unwrap_or(report::By::Area),
+        by,
         area: query.area,
         language: query.lang.unwrap_or_default(),
         time_zone: zone,
@@ -376,7 +377,8 @@ async fn report(State(state): State<ServerState>, Query(query): Query<ReportQuer
         }
     };
     let made = tokio::task::spawn_blocking(move || {
-        report::build(&history, &request).and_then(|r| report::render(&r, format))
+        report::build(&history, &request, &format.groupings(by))
+            .and_then(|r| report::render(&r, format))
     })
     .await;
     match made {

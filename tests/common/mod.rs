@@ -232,3 +232,12 @@ pub async fn https_server(body: &'static str, until_year: i32) -> (SocketAddr, S
     .await;
     (SocketAddr::from(([127, 0, 0, 1], port)), cert.pem())
 }
+
+/// `iocwatch check-config -c CONFIG`, as an operator runs it.
+pub fn check_config(config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_iocwatch"))
+        .args(["check-config", "-c"])
+        .arg(config)
+        .output()
+        .expect("check-config")
+}

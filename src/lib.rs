@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! config (YAML) ──load+validate──▶ catalog (immutable, swapped whole on reload)
-//!        ──▶ scheduler (one task per check, spread over the interval, bounded per kind)
+//!        ──▶ scheduler (one queue of turns, batched wake-ups, spread over the interval, bounded per kind)
 //!        ──▶ probe results ──▶ state (sole owner of results) ──▶ metrics (/metrics)
 //! ```
 //!

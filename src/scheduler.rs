@@ -1,24 +1,36 @@
 //! Runs every check on its own interval, in the background (never on scrape).
 //!
-//! Each check has one task. Its first round is offset within the interval by a hash of its
-//! key, so start-up and reload spread the load instead of firing everything at once, and a
-//! check keeps its phase across reloads. Concurrency is bounded per kind; how late each round
-//! starts (including the wait for a slot) is measured.
+//! One task owns the schedule: a queue of when each check is next due. It wakes when the
+//! earliest is due, but at most once per [`BATCH`], and starts every round then due, together
+//! in one task that lives only while their probes run. An idle check is a few dozen bytes in the
+//! queue rather than a parked task, and at ten thousand rounds a second the runtime wakes a
+//! hundred times, not ten thousand. Each check's first round is offset within its interval by
+//! a hash of its key, so start-up and reload spread the load instead of firing everything at
+//! once, and a check keeps its phase across reloads. Concurrency is bounded per kind; how late
+//! each round starts (the batching and the wait for a slot) is measured.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, Semaphore};
-use tokio::time::{Instant, MissedTickBehavior};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use prometheus::{Histogram, IntGauge};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, Check, CheckKey};
 use crate::metrics::AgentMetrics;
 use crate::probe::Outcome;
-use crate::probe::{Kind, ProbeContext};
+use crate::probe::{Kind, Probe, ProbeContext};
+
+/// The longest a due round waits for the schedule to wake: rounds falling due within it start
+/// together. Small beside any interval (1 s at the least), large beside a probe's own cost.
+pub const BATCH: Duration = Duration::from_millis(25);
 
 /// A finished probe round, as sent to the state.
 #[derive(Debug)]
@@ -30,24 +42,27 @@ pub struct ProbeResult {
     pub finished: SystemTime,
 }
 
-struct Running {
-    fingerprint: u64,
-    stop: CancellationToken,
-}
-
-struct Limit {
+/// What one kind of probe shares: its concurrency limit and its metric handles.
+struct KindLimit {
     semaphore: Arc<Semaphore>,
     permits: usize,
+    lateness: Histogram,
+    in_flight: IntGauge,
 }
 
+/// What the schedule task is told to run.
+#[derive(Clone, Default)]
+struct Plan {
+    catalog: Option<Arc<Catalog>>,
+    kinds: BTreeMap<Kind, Arc<KindLimit>>,
+}
+
+/// The handle the reload path holds; the schedule itself belongs to its task.
 pub struct Scheduler {
-    ctx: Arc<ProbeContext>,
-    results: mpsc::Sender<ProbeResult>,
+    plan: watch::Sender<Plan>,
     metrics: Arc<AgentMetrics>,
-    limits: BTreeMap<Kind, Limit>,
-    running: HashMap<CheckKey, Running>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
+    kinds: BTreeMap<Kind, Arc<KindLimit>>,
+    running: usize,
 }
 
 impl Scheduler {
@@ -58,94 +73,73 @@ impl Scheduler {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Scheduler {
-        Scheduler {
+        let (plan, plans) = watch::channel(Plan::default());
+        let rounds = Rounds {
             ctx,
             results,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tracker.spawn(run(plans, rounds, shutdown));
+        Scheduler {
+            plan,
             metrics,
-            limits: BTreeMap::new(),
-            running: HashMap::new(),
-            tracker,
-            shutdown,
+            kinds: BTreeMap::new(),
+            running: 0,
         }
     }
 
-    /// Makes the running checks match `catalog`. Unchanged checks keep their task, and with it
-    /// their schedule; changed checks finish their current round and restart; removed ones stop.
-    pub fn apply(&mut self, catalog: &Catalog) {
-        for (&kind, &limit) in &catalog.settings.max_concurrency {
-            self.set_limit(kind, limit);
+    /// Makes the running checks match `catalog`. Unchanged checks keep their schedule; changed
+    /// checks finish their current round and start again; removed ones stop.
+    pub fn apply(&mut self, catalog: &Arc<Catalog>) {
+        let defaults = crate::catalog::Settings::default().max_concurrency;
+        for kind in Kind::ALL {
+            let permits = catalog
+                .settings
+                .max_concurrency
+                .get(&kind)
+                .or_else(|| defaults.get(&kind))
+                .copied()
+                .unwrap_or(100);
+            self.set_limit(kind, permits);
         }
-        let mut wanted: HashMap<&CheckKey, &Check> = HashMap::new();
-        for check in catalog.checks() {
-            wanted.insert(&check.key, check);
-        }
-        self.running.retain(|key, running| {
-            let keep = wanted
-                .get(key)
-                .is_some_and(|c| c.fingerprint == running.fingerprint);
-            if !keep {
-                running.stop.cancel();
-            }
-            keep
-        });
         let mut per_kind: BTreeMap<Kind, i64> = Kind::ALL.iter().map(|k| (*k, 0)).collect();
         for check in catalog.checks() {
             *per_kind.entry(check.kind).or_default() += 1;
-            if self.running.contains_key(&check.key) {
-                continue;
-            }
-            let stop = self.shutdown.child_token();
-            self.running.insert(
-                check.key.clone(),
-                Running {
-                    fingerprint: check.fingerprint,
-                    stop: stop.clone(),
-                },
-            );
-            let task = CheckTask {
-                key: check.key.clone(),
-                check_kind: check.kind,
-                probe: Arc::clone(&check.probe),
-                interval: check.interval,
-                timeout: check.timeout,
-                ctx: Arc::clone(&self.ctx),
-                limit: Arc::clone(&self.limit(check.kind).semaphore),
-                results: self.results.clone(),
-                metrics: Arc::clone(&self.metrics),
-            };
-            self.tracker.spawn(task.run(stop));
         }
+        self.running = per_kind
+            .values()
+            .map(|&n| usize::try_from(n).unwrap_or(0))
+            .sum();
         for (kind, n) in per_kind {
             self.metrics
                 .checks
                 .with_label_values(&[kind.as_str()])
                 .set(n);
         }
+        self.plan.send_replace(Plan {
+            catalog: Some(Arc::clone(catalog)),
+            kinds: self.kinds.clone(),
+        });
     }
 
-    fn limit(&mut self, kind: Kind) -> &Limit {
-        self.limits.entry(kind).or_insert_with(|| {
-            let permits = crate::catalog::Settings::default()
-                .max_concurrency
-                .get(&kind)
-                .copied()
-                .unwrap_or(100);
-            Limit {
+    /// Changes a limit in place, so rounds waiting for a slot see it at once.
+    fn set_limit(&mut self, kind: Kind, permits: usize) {
+        let metrics = &self.metrics;
+        let limit = self.kinds.entry(kind).or_insert_with(|| {
+            Arc::new(KindLimit {
                 semaphore: Arc::new(Semaphore::new(permits)),
                 permits,
-            }
-        })
-    }
-
-    /// Changes a limit in place, so running tasks see it without a restart.
-    fn set_limit(&mut self, kind: Kind, permits: usize) {
-        let limit = self.limits.entry(kind).or_insert_with(|| Limit {
-            semaphore: Arc::new(Semaphore::new(permits)),
-            permits,
+                lateness: metrics.lateness.with_label_values(&[kind.as_str()]),
+                in_flight: metrics.in_flight.with_label_values(&[kind.as_str()]),
+            })
         });
+        if permits == limit.permits {
+            return;
+        }
         if permits > limit.permits {
             limit.semaphore.add_permits(permits - limit.permits);
-        } else if permits < limit.permits {
+        } else {
             // Permits in use now are taken away as they come back.
             let mut to_forget = limit.permits - permits;
             to_forget -= limit.semaphore.forget_permits(to_forget);
@@ -161,11 +155,17 @@ impl Scheduler {
                 });
             }
         }
-        limit.permits = permits;
+        *limit = Arc::new(KindLimit {
+            semaphore: Arc::clone(&limit.semaphore),
+            permits,
+            lateness: limit.lateness.clone(),
+            in_flight: limit.in_flight.clone(),
+        });
     }
 
+    /// Checks in the catalog last applied.
     pub fn running(&self) -> usize {
-        self.running.len()
+        self.running
     }
 }
 
@@ -179,57 +179,218 @@ pub fn splay(key: &CheckKey, interval: Duration) -> Duration {
     Duration::from_nanos(hasher.finish() % interval_ns)
 }
 
-struct CheckTask {
+/// One scheduled check: what its rounds run, and whether one is running.
+struct Slot {
     key: CheckKey,
-    check_kind: Kind,
-    probe: Arc<crate::probe::Probe>,
+    kind: Kind,
+    probe: Arc<Probe>,
     interval: Duration,
     timeout: Duration,
-    ctx: Arc<ProbeContext>,
-    limit: Arc<Semaphore>,
-    results: mpsc::Sender<ProbeResult>,
-    metrics: Arc<AgentMetrics>,
+    fingerprint: u64,
+    /// A round started and not yet handed to the state: the next one waits for it.
+    in_flight: AtomicBool,
+    /// Removed or replaced by a reload: its queued turn is dropped, a round waiting for a
+    /// slot does not start.
+    retired: AtomicBool,
 }
 
-impl CheckTask {
-    async fn run(self, stop: CancellationToken) {
-        let kind = self.check_kind.as_str();
-        let lateness = self.metrics.lateness.with_label_values(&[kind]);
-        let in_flight = self.metrics.in_flight.with_label_values(&[kind]);
-        let mut ticker = tokio::time::interval_at(
-            Instant::now() + splay(&self.key, self.interval),
-            self.interval,
-        );
-        // A round that could not start on time is skipped, not made up in a burst.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        loop {
-            let scheduled = tokio::select! {
-                t = ticker.tick() => t,
-                () = stop.cancelled() => return,
+impl Slot {
+    fn new(check: &Check) -> Slot {
+        Slot {
+            key: check.key.clone(),
+            kind: check.kind,
+            probe: Arc::clone(&check.probe),
+            interval: check.interval,
+            timeout: check.timeout,
+            fingerprint: check.fingerprint,
+            in_flight: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A check's next turn; ordered by time alone.
+struct Turn {
+    at: Instant,
+    slot: Arc<Slot>,
+}
+
+impl PartialEq for Turn {
+    fn eq(&self, other: &Turn) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Turn {}
+impl PartialOrd for Turn {
+    fn partial_cmp(&self, other: &Turn) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Turn {
+    fn cmp(&self, other: &Turn) -> Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+/// When every check runs next. Pure: the caller says what time it is.
+#[derive(Default)]
+struct Schedule {
+    slots: HashMap<CheckKey, Arc<Slot>>,
+    queue: BinaryHeap<Reverse<Turn>>,
+}
+
+impl Schedule {
+    fn apply(&mut self, catalog: &Catalog, now: Instant) {
+        let mut slots = HashMap::with_capacity(self.slots.len().max(catalog.targets.len()));
+        for check in catalog.checks() {
+            match self.slots.remove(&check.key) {
+                Some(slot) if slot.fingerprint == check.fingerprint => {
+                    slots.insert(check.key.clone(), slot);
+                }
+                old => {
+                    if let Some(old) = old {
+                        old.retired.store(true, AtomicOrdering::Relaxed);
+                    }
+                    let slot = Arc::new(Slot::new(check));
+                    self.queue.push(Reverse(Turn {
+                        at: now + splay(&check.key, check.interval),
+                        slot: Arc::clone(&slot),
+                    }));
+                    slots.insert(check.key.clone(), slot);
+                }
+            }
+        }
+        for removed in self.slots.values() {
+            removed.retired.store(true, AtomicOrdering::Relaxed);
+        }
+        self.slots = slots;
+        // Turns of retired slots leave as they come up; many reloads in a long interval would
+        // pile them up meanwhile.
+        if self.queue.len() > 2 * self.slots.len() {
+            self.queue
+                .retain(|turn| !turn.0.slot.retired.load(AtomicOrdering::Relaxed));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.queue.peek().map(|turn| turn.0.at)
+    }
+
+    /// The rounds due at `now`, each with when it was due; queues their next turns. A check
+    /// whose previous round is still going skips this one, as does a turn missed entirely
+    /// (the agent stalled): rounds are not made up in a burst.
+    fn take_due(&mut self, now: Instant) -> Vec<(Instant, Arc<Slot>)> {
+        let mut due = Vec::new();
+        while self.next().is_some_and(|next| next <= now) {
+            let Some(Reverse(Turn { at, slot })) = self.queue.pop() else {
+                break;
             };
-            let permit = tokio::select! {
-                p = self.limit.acquire() => p,
-                () = stop.cancelled() => return,
-            };
-            let Ok(_permit) = permit else { return };
-            lateness.observe(scheduled.elapsed().as_secs_f64());
-            in_flight.inc();
+            if slot.retired.load(AtomicOrdering::Relaxed) {
+                continue;
+            }
+            let mut next = at + slot.interval;
+            if next <= now {
+                let missed = (now - at).as_nanos() / slot.interval.as_nanos().max(1);
+                let missed = u32::try_from(missed).unwrap_or(u32::MAX);
+                next = at + slot.interval.saturating_mul(missed.saturating_add(1));
+            }
+            self.queue.push(Reverse(Turn {
+                at: next,
+                slot: Arc::clone(&slot),
+            }));
+            if !slot.in_flight.swap(true, AtomicOrdering::AcqRel) {
+                due.push((at, slot));
+            }
+        }
+        due
+    }
+}
+
+/// What every round needs besides its check.
+#[derive(Clone)]
+struct Rounds {
+    ctx: Arc<ProbeContext>,
+    results: mpsc::Sender<ProbeResult>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+async fn run(mut plans: watch::Receiver<Plan>, rounds: Rounds, shutdown: CancellationToken) {
+    let mut schedule = Schedule::default();
+    let mut kinds = BTreeMap::new();
+    let mut last_wake = Instant::now();
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    loop {
+        let wake = schedule
+            .next()
+            .map(|next| next.max(last_wake + BATCH))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        timer.as_mut().reset(wake);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let plan = plans.borrow_and_update().clone();
+                if let Some(catalog) = &plan.catalog {
+                    schedule.apply(catalog, Instant::now());
+                }
+                kinds = plan.kinds;
+            }
+            () = &mut timer => {
+                last_wake = Instant::now();
+                // The batch's rounds share one task: one spawn and one wake-up per batch
+                // rather than per round. Each still runs on its own; the task ends with the
+                // slowest.
+                let batch: FuturesUnordered<_> = schedule
+                    .take_due(last_wake)
+                    .into_iter()
+                    .filter_map(|(scheduled, slot)| {
+                        let Some(limit) = kinds.get(&slot.kind) else {
+                            slot.in_flight.store(false, AtomicOrdering::Release);
+                            return None;
+                        };
+                        Some(round(slot, Arc::clone(limit), scheduled, rounds.clone()))
+                    })
+                    .collect();
+                if !batch.is_empty() {
+                    rounds.tracker.spawn(batch.count());
+                }
+            }
+        }
+    }
+}
+
+async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, rounds: Rounds) {
+    let permit = tokio::select! {
+        permit = limit.semaphore.acquire() => permit.ok(),
+        () = rounds.shutdown.cancelled() => None,
+    };
+    if let Some(permit) = permit {
+        if !slot.retired.load(AtomicOrdering::Relaxed) {
+            limit.lateness.observe(scheduled.elapsed().as_secs_f64());
+            limit.in_flight.inc();
             // A round in flight is not cancelled by reload or stop: it ends by its own timeout.
-            // Boxed: the largest probe's future (HTTP) would otherwise sit inline in every
-            // idle task, kilobytes times a hundred thousand checks.
-            let outcome = Box::pin(self.probe.run(&self.ctx, Instant::now() + self.timeout)).await;
-            in_flight.dec();
+            let outcome = slot
+                .probe
+                .run(&rounds.ctx, Instant::now() + slot.timeout)
+                .await;
+            limit.in_flight.dec();
+            drop(permit);
             let result = ProbeResult {
-                key: self.key.clone(),
+                key: slot.key.clone(),
                 outcome,
                 at: Instant::now(),
                 finished: SystemTime::now(),
             };
-            if self.results.send(result).await.is_err() {
-                return;
-            }
+            // Refused only when the state has stopped: shutting down.
+            let _ = rounds.results.send(result).await;
         }
     }
+    slot.in_flight.store(false, AtomicOrdering::Release);
 }
 
 #[cfg(test)]
@@ -255,49 +416,149 @@ mod tests {
         format!("  - {{id: {id}, area: \"15\", address: 127.0.0.1, interval: {interval}, checks: [tcp: {{port: {port}, name: svc}}]}}\n")
     }
 
-    /// Reload keeps the task (and so the schedule) of an unchanged check, restarts a changed
-    /// one and stops a removed one. Nothing is awaited, so no probe runs.
-    #[tokio::test]
-    async fn apply_keeps_unchanged_checks_and_replaces_the_rest() {
-        let (results, _inbox) = mpsc::channel(16);
-        let registry = prometheus::Registry::new();
-        let metrics = Arc::new(AgentMetrics::register(&registry).expect("metrics"));
-        let shutdown = CancellationToken::new();
-        let mut scheduler = Scheduler::new(
-            Arc::new(ProbeContext::new()),
-            results,
-            metrics,
-            TaskTracker::new(),
-            shutdown.clone(),
-        );
-        let first = catalog(
-            &(target("same", 1, "1h") + &target("changed", 2, "1h") + &target("removed", 3, "1h")),
-        );
-        scheduler.apply(&first);
-        let token = |s: &Scheduler, id: &str| {
-            let key = CheckKey {
-                target: Arc::from(id),
-                check: Arc::from("svc"),
-            };
-            s.running.get(&key).map(|r| r.stop.clone())
+    fn slot_of(schedule: &Schedule, id: &str) -> Option<Arc<Slot>> {
+        let key = CheckKey {
+            target: Arc::from(id),
+            check: Arc::from("svc"),
         };
-        let same = token(&scheduler, "same").expect("running");
-        let changed = token(&scheduler, "changed").expect("running");
-        let removed = token(&scheduler, "removed").expect("running");
+        schedule.slots.get(&key).cloned()
+    }
+
+    fn due_ids(schedule: &mut Schedule, now: Instant) -> Vec<String> {
+        let mut ids: Vec<String> = schedule
+            .take_due(now)
+            .into_iter()
+            .map(|(_, slot)| {
+                slot.in_flight.store(false, AtomicOrdering::Release);
+                slot.key.target.to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Reload keeps the slot (and so the schedule) of an unchanged check, starts a changed one
+    /// again and drops a removed one, whose queued turn never comes up.
+    #[test]
+    fn apply_keeps_unchanged_checks_and_replaces_the_rest() {
+        let start = Instant::now();
+        let mut schedule = Schedule::default();
+        schedule.apply(
+            &catalog(
+                &(target("same", 1, "1h")
+                    + &target("changed", 2, "1h")
+                    + &target("removed", 3, "1h")),
+            ),
+            start,
+        );
+        let same = slot_of(&schedule, "same").expect("scheduled");
+        let changed = slot_of(&schedule, "changed").expect("scheduled");
+        let removed = slot_of(&schedule, "removed").expect("scheduled");
 
         // `changed` gets a new interval; `removed` goes; a target is added.
-        let second = catalog(
-            &(target("same", 1, "1h") + &target("changed", 2, "2h") + &target("added", 4, "1h")),
+        let later = start + Duration::from_secs(60);
+        schedule.apply(
+            &catalog(
+                &(target("same", 1, "1h")
+                    + &target("changed", 2, "2h")
+                    + &target("added", 4, "1h")),
+            ),
+            later,
         );
-        scheduler.apply(&second);
-        assert!(!same.is_cancelled(), "unchanged check keeps its task");
-        assert!(changed.is_cancelled() && removed.is_cancelled());
-        let new_changed = token(&scheduler, "changed").expect("restarted");
-        assert!(!new_changed.is_cancelled());
-        assert!(token(&scheduler, "added").is_some());
-        assert!(token(&scheduler, "removed").is_none());
-        assert_eq!(scheduler.running(), 3);
-        shutdown.cancel();
+        let kept = slot_of(&schedule, "same").expect("kept");
+        assert!(Arc::ptr_eq(&same, &kept), "unchanged check keeps its slot");
+        assert!(!kept.retired.load(AtomicOrdering::Relaxed));
+        assert!(changed.retired.load(AtomicOrdering::Relaxed));
+        assert!(removed.retired.load(AtomicOrdering::Relaxed));
+        let new_changed = slot_of(&schedule, "changed").expect("started again");
+        assert_eq!(new_changed.interval, Duration::from_secs(7200));
+        assert!(slot_of(&schedule, "added").is_some());
+        assert!(slot_of(&schedule, "removed").is_none());
+
+        // Over the next two hours each live check comes up on its own interval, from its phase:
+        // `same` from the first apply, the others from the second; `removed` never.
+        let mut seen: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+        let mut now = later;
+        while now < later + Duration::from_secs(7200) {
+            now += Duration::from_secs(1);
+            for (at, slot) in schedule.take_due(now) {
+                slot.in_flight.store(false, AtomicOrdering::Release);
+                seen.entry(slot.key.target.to_string())
+                    .or_default()
+                    .push(at);
+            }
+        }
+        assert_eq!(
+            seen.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["added", "changed", "same"]
+        );
+        let key = |id: &str| CheckKey {
+            target: Arc::from(id),
+            check: Arc::from("svc"),
+        };
+        let hour = Duration::from_secs(3600);
+        let same_first = start + splay(&key("same"), hour);
+        let expected: Vec<Instant> = (0..3)
+            .map(|n| same_first + hour * n)
+            .filter(|at| *at <= now)
+            .collect();
+        assert_eq!(seen["same"], expected);
+        assert_eq!(seen["changed"], [later + splay(&key("changed"), 2 * hour)]);
+        assert_eq!(seen["added"].len(), 2);
+        assert_eq!(seen["added"][1] - seen["added"][0], hour);
+    }
+
+    /// A check whose round is still going when its next turn comes skips that turn, and an
+    /// agent that stalled for several intervals runs each check once, not once per turn missed.
+    #[test]
+    fn take_due_skips_rounds_in_flight_and_missed_turns() {
+        let start = Instant::now();
+        let mut schedule = Schedule::default();
+        schedule.apply(
+            &catalog(&(target("a", 1, "10s") + &target("b", 2, "10s"))),
+            start,
+        );
+        let first = start + Duration::from_secs(10);
+        let mut due = schedule.take_due(first);
+        assert_eq!(due.len(), 2, "both due in their first interval");
+        // `a` finishes, `b` is still running at its next turn.
+        due.retain(|(_, slot)| slot.key.target.as_ref() == "b");
+        let a = slot_of(&schedule, "a").expect("a");
+        a.in_flight.store(false, AtomicOrdering::Release);
+        assert_eq!(
+            due_ids(&mut schedule, first + Duration::from_secs(10)),
+            ["a"]
+        );
+        due[0].1.in_flight.store(false, AtomicOrdering::Release);
+        assert_eq!(
+            due_ids(&mut schedule, first + Duration::from_secs(20)),
+            ["a", "b"]
+        );
+
+        // Stalled for a minute: one round each, then back on the old phase.
+        let resumed = first + Duration::from_secs(85);
+        assert_eq!(due_ids(&mut schedule, resumed), ["a", "b"]);
+        assert_eq!(schedule.queue.len(), 2, "one turn queued per check");
+        for turn in &schedule.queue {
+            let at = turn.0.at;
+            assert!(at > resumed && at <= resumed + Duration::from_secs(10));
+        }
+    }
+
+    /// Reloads that keep replacing checks with a long interval do not pile up dead turns.
+    #[test]
+    fn retired_turns_do_not_pile_up() {
+        let start = Instant::now();
+        let mut schedule = Schedule::default();
+        for n in 0..100u32 {
+            let interval = format!("{}s", 3600 + n);
+            schedule.apply(&catalog(&target("a", 1, &interval)), start);
+        }
+        assert!(
+            schedule.queue.len() <= 3,
+            "queue holds {}",
+            schedule.queue.len()
+        );
     }
 
     #[test]

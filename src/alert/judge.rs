@@ -13,17 +13,21 @@ use tokio::time::Instant;
 use crate::model::{Condition, Test};
 use crate::probe::{Detail, Outcome};
 
-/// Samples a windowed condition keeps. Every ICMP check keeps one (its loss window).
+/// Samples a windowed condition keeps. Every ICMP check keeps one (its loss window), so a
+/// sample is kept small (16 bytes, not 32): its time in milliseconds after the window's base,
+/// and its weight (echoes, or 1) in single precision.
 #[derive(Debug, Default, Clone)]
 pub struct Window {
+    base: Option<Instant>,
     samples: VecDeque<Sample>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
-    at: Instant,
+    /// Milliseconds after `base`.
+    at: u32,
+    weight: f32,
     value: f64,
-    weight: f64,
 }
 
 /// A mean over a window merges the rounds within this fraction of it into one sample.
@@ -36,22 +40,49 @@ const MAX_SAMPLES: usize = 2048;
 const MIN_ECHOES: f64 = 10.0;
 /// Measurements a latency window needs before it judges.
 const MIN_LATENCIES: usize = 3;
+/// Sample times are moved to a new base before their offsets could overflow (~24 days).
+const REBASE_AFTER_MS: u64 = 1 << 31;
 
 impl Window {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
 
+    /// How long before `now` a sample was taken.
+    fn age(&self, now: Instant, sample: &Sample) -> Duration {
+        self.base.map_or(Duration::ZERO, |base| {
+            now.saturating_duration_since(base + Duration::from_millis(u64::from(sample.at)))
+        })
+    }
+
+    /// `now` as an offset from the base, moving the base forward when the offset grows large.
+    fn offset(&mut self, now: Instant) -> u32 {
+        let base = *self.base.get_or_insert(now);
+        let mut offset =
+            u64::try_from(now.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX);
+        if offset >= REBASE_AFTER_MS {
+            let shift = self.samples.front().map_or(offset, |s| u64::from(s.at));
+            self.base = Some(base + Duration::from_millis(shift));
+            let shift = u32::try_from(shift).unwrap_or(u32::MAX);
+            for sample in &mut self.samples {
+                sample.at = sample.at.saturating_sub(shift);
+            }
+            offset = offset.saturating_sub(u64::from(shift));
+        }
+        u32::try_from(offset).unwrap_or(u32::MAX)
+    }
+
     fn push(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
+        let at = self.offset(now);
         self.samples.push_back(Sample {
-            at: now,
+            at,
+            weight: weight as f32,
             value,
-            weight,
         });
         while self
             .samples
             .front()
-            .is_some_and(|s| now.saturating_duration_since(s.at) > over)
+            .is_some_and(|s| self.age(now, s) > over)
             || self.samples.len() > MAX_SAMPLES
         {
             self.samples.pop_front();
@@ -62,11 +93,14 @@ impl Window {
     /// sample, so a loss window holds at most 13 samples whatever the interval.
     /// (A merged sample leaves the window with its first round: up to 1/12 early.)
     fn push_to_mean(&mut self, now: Instant, over: Duration, value: f64, weight: f64) {
-        if let Some(last) = self.samples.back_mut() {
-            let total = last.weight + weight;
-            if now.saturating_duration_since(last.at) < over / MEAN_SLICES && total > 0.0 {
-                last.value = (last.value * last.weight + value * weight) / total;
-                last.weight = total;
+        if let Some(&last) = self.samples.back() {
+            let total = f64::from(last.weight) + weight;
+            if self.age(now, &last) < over / MEAN_SLICES && total > 0.0 {
+                let mean = (last.value * f64::from(last.weight) + value * weight) / total;
+                if let Some(last) = self.samples.back_mut() {
+                    last.value = mean;
+                    last.weight = total as f32;
+                }
                 return;
             }
         }
@@ -77,16 +111,17 @@ impl Window {
     fn covers(&self, now: Instant, over: Duration) -> bool {
         self.samples
             .front()
-            .is_some_and(|s| now.saturating_duration_since(s.at) >= over / 4)
+            .is_some_and(|s| self.age(now, s) >= over / 4)
     }
 
     fn weight(&self) -> f64 {
-        self.samples.iter().map(|s| s.weight).sum()
+        self.samples.iter().map(|s| f64::from(s.weight)).sum()
     }
 
     fn weighted_mean(&self) -> Option<f64> {
         let (sum, weight) = self.samples.iter().fold((0.0, 0.0), |(sum, weight), s| {
-            (sum + s.value * s.weight, weight + s.weight)
+            let w = f64::from(s.weight);
+            (sum + s.value * w, weight + w)
         });
         (weight > 0.0).then(|| sum / weight)
     }
@@ -226,6 +261,41 @@ mod tests {
     fn conditions(kind: Kind, yaml: &str) -> Vec<Condition> {
         let layer: AlertsConfig = crate::model::parse_test_yaml(yaml);
         resolve(kind, &[&layer]).expect("valid")
+    }
+
+    /// Sample times are offsets from a base; a window kept for months moves its base on and
+    /// still ages its samples right.
+    #[test]
+    fn a_window_kept_for_months_keeps_its_times() {
+        let over = Duration::from_secs(300);
+        let day = Duration::from_secs(86_400);
+        let start = Instant::now();
+        let mut window = Window::default();
+        // A round every 10 s for 20 minutes, on day 0, 30 and 60.
+        for offset in [Duration::ZERO, 30 * day, 60 * day] {
+            for n in 0..120u32 {
+                let now = start + offset + Duration::from_secs(u64::from(n) * 10);
+                window.push_to_mean(now, over, f64::from(n % 2), 1.0);
+            }
+        }
+        let end = start + 60 * day + Duration::from_secs(1190);
+        let oldest = window.samples.front().map(|s| window.age(end, s));
+        // Merging into the newest sample does not drop the oldest: it may outstay by a slice.
+        let slice = over / MEAN_SLICES;
+        assert!(
+            oldest.is_some_and(|age| age >= over - slice && age <= over + slice),
+            "oldest {oldest:?}"
+        );
+        assert!(window.covers(end, over));
+        assert!(
+            window.samples.len() <= 13,
+            "{} samples",
+            window.samples.len()
+        );
+        let mean = window.weighted_mean().expect("samples");
+        assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
+        let last = window.samples.back().map(|s| window.age(end, s));
+        assert!(last.is_some_and(|age| age < slice), "newest {last:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -108,7 +108,7 @@ fn alert_labels<'a>(
         .schema
         .names()
         .into_iter()
-        .zip(check.label_values.iter().map(String::as_str))
+        .zip(check.label_values.iter().map(|v| &**v))
         .chain(target.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .filter(|(_, v)| !v.is_empty())
 }

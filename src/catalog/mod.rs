@@ -273,7 +273,7 @@ pub struct Check {
     /// reload keeps the running schedule.
     pub fingerprint: u64,
     /// Values for [`LabelSchema::names`], in order.
-    pub label_values: Arc<[String]>,
+    pub label_values: Arc<[Arc<str>]>,
     pub alerts: Arc<CheckAlerts>,
 }
 

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::catalog::{Catalog, Check};
 use crate::probe::http_security::SecurityHeader;
@@ -150,7 +150,8 @@ pub struct Cell {
     labels: Box<str>,
     success: Value,
     last_run: Value,
-    failures: [AtomicU64; FailureReason::ALL.len()],
+    /// Counts by reason, made at the first failure: most checks never fail.
+    failures: OnceLock<Box<[AtomicU64; FailureReason::ALL.len()]>>,
     /// Round durations; not for ICMP, whose round is count × spacing and whose latency is the
     /// RTT histogram.
     duration: Option<Histogram>,
@@ -216,7 +217,7 @@ impl Cell {
             labels: labels.into_boxed_str(),
             success: Value::none(),
             last_run: Value::none(),
-            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            failures: OnceLock::new(),
             duration: (check.kind != Kind::Icmp).then(Histogram::new),
             values,
         }
@@ -229,7 +230,10 @@ impl Cell {
         }
         if let Some(reason) = outcome.failure {
             if let Some(i) = FailureReason::ALL.iter().position(|r| *r == reason) {
-                self.failures[i].fetch_add(1, Ordering::Relaxed);
+                let failures = self
+                    .failures
+                    .get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+                failures[i].fetch_add(1, Ordering::Relaxed);
             }
         }
         match (&self.values, &outcome.detail) {
@@ -491,7 +495,10 @@ const FAMILIES: &[Family] = &[
         help: "Failed rounds by reason.",
         kind: "counter",
         write: |cell, out, name| {
-            for (reason, n) in FailureReason::ALL.iter().zip(&cell.failures) {
+            let Some(failures) = cell.failures.get() else {
+                return;
+            };
+            for (reason, n) in FailureReason::ALL.iter().zip(failures.iter()) {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
                     out.line(name, &cell.labels, Some(("reason", reason.label())), n as f64);
@@ -614,9 +621,22 @@ fn label_set<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String 
     out
 }
 
-/// Cells for each target of a catalog, by target and check index; `None` where the agent
-/// does not export (targets it does not own).
-pub type Cells = Vec<Vec<Option<Arc<Cell>>>>;
+/// Cells for each check of a catalog, found by target and check index; `None` where the
+/// agent does not export (targets it does not own). One flat list: a list per target would
+/// cost an allocation per target.
+#[derive(Debug, Default)]
+pub struct Cells {
+    /// Where each target's checks start in `cells`.
+    first: Vec<u32>,
+    cells: Vec<Option<Arc<Cell>>>,
+}
+
+impl Cells {
+    pub fn get(&self, target: usize, check: usize) -> Option<&Arc<Cell>> {
+        let first = usize::try_from(*self.first.get(target)?).ok()?;
+        self.cells.get(first + check)?.as_ref()
+    }
+}
 
 /// The per-check series of the agent: cells the state writes, a layout the server reads.
 #[derive(Debug, Default)]
@@ -648,37 +668,38 @@ impl CheckTable {
         let constant = || self.constant.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let mut cells = Vec::new();
         let mut target_info = Vec::new();
-        let handles = catalog
-            .targets
-            .iter()
-            .map(|target| {
-                if !target.owned {
-                    return target.checks.iter().map(|_| None).collect();
-                }
-                target_info.push(label_set(
-                    constant()
-                        .chain([("target", &*target.id)])
-                        .chain(target.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                ));
-                target
-                    .checks
+        let mut handles = Cells {
+            first: Vec::with_capacity(catalog.targets.len()),
+            cells: Vec::with_capacity(catalog.targets.len()),
+        };
+        for target in &catalog.targets {
+            handles
+                .first
+                .push(u32::try_from(handles.cells.len()).unwrap_or(u32::MAX));
+            if !target.owned {
+                handles.cells.extend(target.checks.iter().map(|_| None));
+                continue;
+            }
+            target_info.push(label_set(
+                constant()
+                    .chain([("target", &*target.id)])
+                    .chain(target.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ));
+            for check in &target.checks {
+                let own = names
                     .iter()
-                    .map(|check| {
-                        let own = names
-                            .iter()
-                            .copied()
-                            .zip(check.label_values.iter().map(String::as_str));
-                        let labels = label_set(constant().chain(own));
-                        let cell = match by_labels.get(labels.as_str()) {
-                            Some(cell) if same_shape(cell, check) => Arc::clone(cell),
-                            _ => Arc::new(Cell::new(check, labels)),
-                        };
-                        cells.push(Arc::clone(&cell));
-                        Some(cell)
-                    })
-                    .collect()
-            })
-            .collect();
+                    .copied()
+                    .zip(check.label_values.iter().map(|v| &**v));
+                let labels = label_set(constant().chain(own));
+                let cell = match by_labels.get(labels.as_str()) {
+                    Some(cell) if same_shape(cell, check) => Arc::clone(cell),
+                    _ => Arc::new(Cell::new(check, labels)),
+                };
+                cells.push(Arc::clone(&cell));
+                handles.cells.push(Some(cell));
+            }
+        }
+        cells.shrink_to_fit();
         *self.layout.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Layout { cells, target_info });
         handles
@@ -787,7 +808,7 @@ mod tests {
         let catalog = catalog(TWO);
         let table = CheckTable::new(vec![("vantage".into(), "ioc".into())]);
         let cells = table.apply(&catalog);
-        let cell = cells[1][0].as_ref().expect("owned");
+        let cell = cells.get(1, 0).expect("owned");
         cell.record(&echo(&[1, 3], 3), 1_700_000_000.0);
         let text = render(&table);
         assert!(
@@ -831,7 +852,7 @@ mod tests {
         let catalog = catalog(TWO);
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog);
-        let cell = cells[0][0].as_ref().expect("owned");
+        let cell = cells.get(0, 0).expect("owned");
         cell.record(&echo(&[2], 1), 1.0);
         cell.record(&echo(&[], 3), 2.0);
         let text = render(&table);
@@ -846,7 +867,7 @@ mod tests {
     fn a_reload_keeps_the_counters_of_unchanged_checks_and_drops_moved_ones() {
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog(TWO));
-        for cell in cells.iter().flatten().flatten() {
+        for cell in cells.cells.iter().flatten() {
             cell.record(&echo(&[1], 1), 1.0);
         }
         // ubnd moves to the province: its series are new; gw's counters carry on.
@@ -856,7 +877,7 @@ mod tests {
         assert!(text.contains("iocwatch_icmp_packets_sent_total{target=\"gw\",check=\"icmp\",kind=\"icmp\",area=\"15\",area_path=\"15\",province=\"15\"} 1\n"), "{text}");
         assert!(text.contains("iocwatch_icmp_packets_sent_total{target=\"ubnd\",check=\"icmp\",kind=\"icmp\",area=\"15\",area_path=\"15\",province=\"15\"} 0\n"), "{text}");
         assert!(!text.contains("02947"), "old series gone: {text}");
-        assert_eq!(cells.iter().flatten().flatten().count(), 3);
+        assert_eq!(cells.cells.iter().flatten().count(), 3);
     }
 
     #[test]
@@ -879,7 +900,7 @@ mod tests {
         );
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&shard);
-        for cell in cells.iter().flatten().flatten() {
+        for cell in cells.cells.iter().flatten() {
             cell.record(&echo(&[1], 1), 1.0);
         }
         let text = render(&table);
@@ -902,7 +923,7 @@ mod tests {
             .collect();
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog(&many));
-        for cell in cells.iter().flatten().flatten() {
+        for cell in cells.cells.iter().flatten() {
             cell.record(&echo(&[1, 2], 2), 1.0);
         }
         let whole = render(&table);

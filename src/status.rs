@@ -179,9 +179,10 @@ pub struct SystemStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetStatus {
-    pub id: String,
+    /// Shared with the catalog: a snapshot of 100,000 targets copies no ids.
+    pub id: Arc<str>,
     pub name: Option<String>,
-    pub area: String,
+    pub area: Arc<str>,
     pub system: Option<String>,
     pub state: TargetState,
     /// When the target entered its current state (unix seconds), as seen by this agent.
@@ -191,7 +192,7 @@ pub struct TargetStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckStatus {
-    pub name: String,
+    pub name: Arc<str>,
     pub kind: Kind,
     pub success: Option<bool>,
     pub reason: Option<&'static str>,
@@ -237,6 +238,10 @@ pub fn build(
     let areas = &catalog.areas;
     let mut summary = Counts::default();
     let mut targets = Vec::with_capacity(catalog.targets.len());
+    // One copy of each area's code, shared by its targets' rows.
+    let area_codes: Vec<Arc<str>> = (0..areas.len())
+        .map(|a| Arc::from(areas.get(a).code.as_str()))
+        .collect();
     // Catalog index of each listed target. A shard lists the targets it owns, not the
     // upstreams it probes for other shards' sake: their owner reports them.
     let mut indices = Vec::with_capacity(catalog.targets.len());
@@ -246,9 +251,9 @@ pub fn build(
         let since = since.get(&target.id).map_or(UNIX_EPOCH, |(_, t)| *t);
         summary.add(state);
         targets.push(TargetStatus {
-            id: target.id.to_string(),
+            id: Arc::clone(&target.id),
             name: target.name.clone(),
-            area: areas.get(target.area).code.clone(),
+            area: Arc::clone(&area_codes[target.area]),
             system: target.system.map(|s| catalog.systems[s].id.clone()),
             state,
             since: unix(since),
@@ -258,7 +263,7 @@ pub fn build(
                 .map(|c| {
                     let r = last.get(&c.key);
                     CheckStatus {
-                        name: c.key.check.to_string(),
+                        name: Arc::clone(&c.key.check),
                         kind: c.kind,
                         success: r.map(|r| r.failure.is_none()),
                         reason: r.and_then(|r| r.failure).map(FailureReason::label),
@@ -293,7 +298,7 @@ pub fn build(
         .map(|(t, i)| {
             let area = areas.get(catalog.targets[i].area);
             Incident {
-                target: t.id.clone(),
+                target: t.id.to_string(),
                 name: t.name.clone(),
                 area: area.code.clone(),
                 area_name: area.name.clone(),

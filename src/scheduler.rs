@@ -235,34 +235,39 @@ impl Ord for Turn {
 /// When every check runs next. Pure: the caller says what time it is.
 #[derive(Default)]
 struct Schedule {
-    slots: HashMap<CheckKey, Arc<Slot>>,
+    /// In catalog order; looked up by key only during a reload, so no index is kept.
+    slots: Vec<Arc<Slot>>,
     queue: BinaryHeap<Reverse<Turn>>,
 }
 
 impl Schedule {
     fn apply(&mut self, catalog: &Catalog, now: Instant) {
-        let mut slots = HashMap::with_capacity(self.slots.len().max(catalog.targets.len()));
+        let mut old: HashMap<&CheckKey, &Arc<Slot>> =
+            self.slots.iter().map(|slot| (&slot.key, slot)).collect();
+        let mut slots = Vec::with_capacity(catalog.targets.len());
         for check in catalog.checks() {
-            match self.slots.remove(&check.key) {
+            match old.remove(&check.key) {
                 Some(slot) if slot.fingerprint == check.fingerprint => {
-                    slots.insert(check.key.clone(), slot);
+                    slots.push(Arc::clone(slot));
                 }
-                old => {
-                    if let Some(old) = old {
-                        old.retired.store(true, AtomicOrdering::Relaxed);
+                replaced => {
+                    if let Some(replaced) = replaced {
+                        replaced.retired.store(true, AtomicOrdering::Relaxed);
                     }
                     let slot = Arc::new(Slot::new(check));
                     self.queue.push(Reverse(Turn {
                         at: now + splay(&check.key, check.interval),
                         slot: Arc::clone(&slot),
                     }));
-                    slots.insert(check.key.clone(), slot);
+                    slots.push(slot);
                 }
             }
         }
-        for removed in self.slots.values() {
+        for removed in old.values() {
             removed.retired.store(true, AtomicOrdering::Relaxed);
         }
+        drop(old);
+        slots.shrink_to_fit();
         self.slots = slots;
         // Turns of retired slots leave as they come up; many reloads in a long interval would
         // pile them up meanwhile.
@@ -421,7 +426,7 @@ mod tests {
             target: Arc::from(id),
             check: Arc::from("svc"),
         };
-        schedule.slots.get(&key).cloned()
+        schedule.slots.iter().find(|slot| slot.key == key).cloned()
     }
 
     fn due_ids(schedule: &mut Schedule, now: Instant) -> Vec<String> {

@@ -47,6 +47,8 @@ pub struct Catalog {
     pub alerting: Arc<Alerting>,
     /// Looked up for every result, twice: foldhash, not SipHash (the keys are our own ids).
     by_key: KeyMap<(usize, usize)>,
+    /// Checks are numbered in catalog order: where each target's first check falls.
+    first_check: Vec<usize>,
     /// `depends_on` resolved to target indices once, for the rollups and root causes that
     /// walk the dependency graph every second.
     upstreams: Vec<Vec<usize>>,
@@ -96,6 +98,14 @@ impl Catalog {
                     .map(move |(c, check)| (check.key.clone(), (t, c)))
             })
             .collect();
+        let first_check = targets
+            .iter()
+            .scan(0, |next, target| {
+                let first = *next;
+                *next += target.checks.len();
+                Some(first)
+            })
+            .collect();
         let by_id: HashMap<&str, usize> = targets
             .iter()
             .enumerate()
@@ -121,7 +131,31 @@ impl Catalog {
             sources,
             watched,
             by_key,
+            first_check,
         }
+    }
+
+    /// How many checks the catalog holds.
+    pub fn check_count(&self) -> usize {
+        self.first_check.last().map_or(0, |first| {
+            first + self.targets.last().map_or(0, |t| t.checks.len())
+        })
+    }
+
+    /// The number of check `c` of target `t`, in catalog order (0 ..
+    /// [`Catalog::check_count`]).
+    pub fn check_number(&self, t: usize, c: usize) -> usize {
+        self.first_check[t] + c
+    }
+
+    /// The target and check index of check number `n`.
+    pub fn check_at(&self, n: usize) -> Option<(usize, usize)> {
+        let t = self
+            .first_check
+            .partition_point(|&first| first <= n)
+            .checked_sub(1)?;
+        let c = n - self.first_check[t];
+        (c < self.targets[t].checks.len()).then_some((t, c))
     }
 
     pub fn checks(&self) -> impl Iterator<Item = &Check> {
@@ -375,6 +409,34 @@ mod tests {
             .collect();
         // Computed independently (Python) from the FNV-1a definition.
         assert_eq!(pinned, vec![false, false, true]);
+    }
+
+    /// Check numbers run through the catalog in order and lead back to their check.
+    #[test]
+    fn checks_are_numbered_in_catalog_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("iocwatch.yaml");
+        let targets = [
+            "  - {id: a, area: \"15\", address: 127.0.0.1, checks: [{icmp: {}}, {tcp: {port: 1}}]}",
+            "  - {id: b, area: \"15\", address: 127.0.0.2, checks: [{icmp: {}}]}",
+            "  - {id: c, area: \"15\", address: 127.0.0.3, checks: [{icmp: {}}, {tcp: {port: 2}}, {tcp: {port: 3, name: other}}]}",
+        ];
+        let text = format!(
+            "areas: [{{code: \"15\", name: Lào Cai}}]\ntargets:\n{}\n",
+            targets.join("\n")
+        );
+        std::fs::write(&path, text).expect("write");
+        let catalog = crate::config::load(&path).expect("valid config").catalog;
+        assert_eq!(catalog.check_count(), 6);
+        let mut expected = 0;
+        for (t, target) in catalog.targets.iter().enumerate() {
+            for c in 0..target.checks.len() {
+                assert_eq!(catalog.check_number(t, c), expected);
+                assert_eq!(catalog.check_at(expected), Some((t, c)));
+                expected += 1;
+            }
+        }
+        assert_eq!(catalog.check_at(6), None);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::catalog::{Catalog, Check, KeyMap, Target};
+use crate::catalog::{Catalog, Check, Target};
 use crate::model::hourly::{CheckPlace, HourDelta, HourStats};
 use crate::model::Write;
 
@@ -20,16 +20,17 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One check's counting since the last flush. Its place is built from the catalog only when
 /// a delta is handed on, so a check costs its sums here and nothing more.
+#[derive(Default)]
 struct Counting {
     hour: i64,
-    /// Which tick of the minute hands this check's sums on.
-    turn: u8,
     stats: HourStats,
 }
 
 #[derive(Default)]
 pub struct Hourly {
-    counting: KeyMap<Counting>,
+    /// By check number in the catalog counted under: check `n` is handed on at tick
+    /// `n % TURNS` of each minute.
+    counting: Vec<Counting>,
     /// Hours that ended since the last flush.
     done: Vec<HourDelta>,
     /// Maintenance windows active now (indices into the catalog's), refreshed each tick.
@@ -56,14 +57,17 @@ impl Hourly {
             .collect();
     }
 
+    /// One round of check `c` of target `t`.
     pub fn record(
         &mut self,
         catalog: &Catalog,
-        (target, check): (&Target, &Check),
+        (t, c): (usize, usize),
         failed: bool,
         latency: Option<f64>,
         finished: SystemTime,
     ) {
+        let target = &catalog.targets[t];
+        let check = &target.checks[c];
         if !target.owned {
             return;
         }
@@ -72,15 +76,13 @@ impl Hourly {
             .windows_on
             .iter()
             .any(|&w| catalog.alerting.maintenance[w].covers(target, &catalog.areas));
-        let turn = (self.counting.len() % usize::from(TURNS)) as u8;
-        let counting = self
-            .counting
-            .entry(check.key.clone())
-            .or_insert_with(|| Counting {
-                hour,
-                turn,
-                stats: HourStats::default(),
-            });
+        if self.counting.len() != catalog.check_count() {
+            self.counting
+                .resize_with(catalog.check_count(), Counting::default);
+        }
+        let Some(counting) = self.counting.get_mut(catalog.check_number(t, c)) else {
+            return;
+        };
         if counting.hour != hour {
             if counting.stats.rounds > 0 {
                 self.done.push(HourDelta {
@@ -106,8 +108,12 @@ impl Hourly {
     ) {
         self.refresh_windows(catalog, wall);
         self.turn = (self.turn + 1) % TURNS;
-        let turn = self.turn;
-        self.hand_on(catalog, |c| c.turn == turn, out);
+        let turn = usize::from(self.turn);
+        self.hand_on(
+            catalog,
+            (turn..self.counting.len()).step_by(TURNS.into()),
+            out,
+        );
         if self
             .last_prune
             .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
@@ -125,24 +131,29 @@ impl Hourly {
     /// Everything counted so far, as deltas, placed by `catalog` (the one it was counted
     /// under).
     pub fn flush(&mut self, catalog: &Catalog, out: &mut Vec<Write>) {
-        self.hand_on(catalog, |_| true, out);
+        self.hand_on(catalog, 0..self.counting.len(), out);
     }
 
-    /// The hours that ended and the sums of the checks `due` picks, as deltas.
+    /// The hours that ended and the sums of the checks numbered `due`, as deltas.
     fn hand_on(
         &mut self,
         catalog: &Catalog,
-        due: impl Fn(&Counting) -> bool,
+        due: impl Iterator<Item = usize>,
         out: &mut Vec<Write>,
     ) {
         let mut deltas = std::mem::take(&mut self.done);
-        for (key, counting) in &mut self.counting {
-            if counting.stats.rounds == 0 || !due(counting) {
-                continue;
-            }
-            let Some((target, check)) = catalog.check(key) else {
+        for n in due {
+            let Some(counting) = self.counting.get_mut(n) else {
                 continue;
             };
+            if counting.stats.rounds == 0 {
+                continue;
+            }
+            let Some((t, c)) = catalog.check_at(n) else {
+                continue;
+            };
+            let target = &catalog.targets[t];
+            let check = &target.checks[c];
             deltas.push(HourDelta {
                 place: Arc::new(place(catalog, target, check)),
                 hour: counting.hour,

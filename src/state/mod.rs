@@ -176,10 +176,9 @@ impl State {
         }
         let last = LastResult::from_outcome(&result.outcome, result.finished);
         let ok = last.failure.is_none();
-        let target = &self.catalog.targets[t];
         self.hourly.record(
             &self.catalog,
-            (target, &target.checks[c]),
+            (t, c),
             !ok,
             // A failed round's length is its timeout, not a latency.
             last.latency_seconds.filter(|_| ok),

@@ -3,8 +3,8 @@
 //! One task owns the schedule: a queue of when each check is next due. It wakes when the
 //! earliest is due, but at most once per [`BATCH`], and starts every round then due, together
 //! in one task that lives only while their probes run. An idle check is a few dozen bytes in the
-//! queue rather than a parked task, and at ten thousand rounds a second the runtime wakes a
-//! hundred times, not ten thousand. Each check's first round is offset within its interval by
+//! queue rather than a parked task, and at ten thousand rounds a second the schedule wakes
+//! forty times, not ten thousand. Each check's first round is offset within its interval by
 //! a hash of its key, so start-up and reload spread the load instead of firing everything at
 //! once, and a check keeps its phase across reloads. Concurrency is bounded per kind; how late
 //! each round starts (the batching and the wait for a slot) is measured.
@@ -29,7 +29,8 @@ use crate::probe::Outcome;
 use crate::probe::{Kind, Probe, ProbeContext};
 
 /// The longest a due round waits for the schedule to wake: rounds falling due within it start
-/// together. Small beside any interval (1 s at the least), large beside a probe's own cost.
+/// together. Small beside the intervals checks run at (seconds), large beside a probe's own
+/// cost. A check with a shorter interval than this runs once a batch.
 pub const BATCH: Duration = Duration::from_millis(25);
 
 /// A finished probe round, as sent to the state.

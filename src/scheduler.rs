@@ -46,7 +46,6 @@ pub struct ProbeResult {
 /// What one kind of probe shares: its concurrency limit and its metric handles.
 struct KindLimit {
     semaphore: Arc<Semaphore>,
-    permits: usize,
     lateness: Histogram,
     in_flight: IntGauge,
 }
@@ -63,6 +62,8 @@ pub struct Scheduler {
     plan: watch::Sender<Plan>,
     metrics: Arc<AgentMetrics>,
     kinds: BTreeMap<Kind, Arc<KindLimit>>,
+    /// The permits each kind's semaphore stands for now.
+    permits: BTreeMap<Kind, usize>,
     running: usize,
 }
 
@@ -75,17 +76,17 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> Scheduler {
         let (plan, plans) = watch::channel(Plan::default());
-        let rounds = Rounds {
+        let rounds = Arc::new(Rounds {
             ctx,
             results,
-            tracker: tracker.clone(),
             shutdown: shutdown.clone(),
-        };
-        tracker.spawn(run(plans, rounds, shutdown));
+        });
+        tracker.spawn(run(plans, rounds, tracker.clone(), shutdown));
         Scheduler {
             plan,
             metrics,
             kinds: BTreeMap::new(),
+            permits: BTreeMap::new(),
             running: 0,
         }
     }
@@ -108,10 +109,7 @@ impl Scheduler {
         for check in catalog.checks() {
             *per_kind.entry(check.kind).or_default() += 1;
         }
-        self.running = per_kind
-            .values()
-            .map(|&n| usize::try_from(n).unwrap_or(0))
-            .sum();
+        self.running = catalog.check_count();
         for (kind, n) in per_kind {
             self.metrics
                 .checks
@@ -130,19 +128,16 @@ impl Scheduler {
         let limit = self.kinds.entry(kind).or_insert_with(|| {
             Arc::new(KindLimit {
                 semaphore: Arc::new(Semaphore::new(permits)),
-                permits,
                 lateness: metrics.lateness.with_label_values(&[kind.as_str()]),
                 in_flight: metrics.in_flight.with_label_values(&[kind.as_str()]),
             })
         });
-        if permits == limit.permits {
-            return;
-        }
-        if permits > limit.permits {
-            limit.semaphore.add_permits(permits - limit.permits);
-        } else {
+        let had = *self.permits.entry(kind).or_insert(permits);
+        if permits > had {
+            limit.semaphore.add_permits(permits - had);
+        } else if permits < had {
             // Permits in use now are taken away as they come back.
-            let mut to_forget = limit.permits - permits;
+            let mut to_forget = had - permits;
             to_forget -= limit.semaphore.forget_permits(to_forget);
             if to_forget > 0 {
                 let semaphore = Arc::clone(&limit.semaphore);
@@ -156,12 +151,7 @@ impl Scheduler {
                 });
             }
         }
-        *limit = Arc::new(KindLimit {
-            semaphore: Arc::clone(&limit.semaphore),
-            permits,
-            lateness: limit.lateness.clone(),
-            in_flight: limit.in_flight.clone(),
-        });
+        self.permits.insert(kind, permits);
     }
 
     /// Checks in the catalog last applied.
@@ -312,16 +302,19 @@ impl Schedule {
     }
 }
 
-/// What every round needs besides its check.
-#[derive(Clone)]
+/// What every round needs besides its check: shared, one reference count per round.
 struct Rounds {
     ctx: Arc<ProbeContext>,
     results: mpsc::Sender<ProbeResult>,
-    tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
-async fn run(mut plans: watch::Receiver<Plan>, rounds: Rounds, shutdown: CancellationToken) {
+async fn run(
+    mut plans: watch::Receiver<Plan>,
+    rounds: Arc<Rounds>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut schedule = Schedule::default();
     let mut kinds = BTreeMap::new();
     let mut last_wake = Instant::now();
@@ -359,18 +352,18 @@ async fn run(mut plans: watch::Receiver<Plan>, rounds: Rounds, shutdown: Cancell
                             slot.in_flight.store(false, AtomicOrdering::Release);
                             return None;
                         };
-                        Some(round(slot, Arc::clone(limit), scheduled, rounds.clone()))
+                        Some(round(slot, Arc::clone(limit), scheduled, Arc::clone(&rounds)))
                     })
                     .collect();
                 if !batch.is_empty() {
-                    rounds.tracker.spawn(batch.count());
+                    tracker.spawn(batch.count());
                 }
             }
         }
     }
 }
 
-async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, rounds: Rounds) {
+async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, rounds: Arc<Rounds>) {
     let permit = tokio::select! {
         permit = limit.semaphore.acquire() => permit.ok(),
         () = rounds.shutdown.cancelled() => None,

@@ -621,20 +621,14 @@ fn label_set<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String 
     out
 }
 
-/// Cells for each check of a catalog, found by target and check index; `None` where the
-/// agent does not export (targets it does not own). One flat list: a list per target would
-/// cost an allocation per target.
+/// Cells for each check of a catalog, by check number ([`Catalog::check_number`]); `None`
+/// where the agent does not export (targets it does not own).
 #[derive(Debug, Default)]
-pub struct Cells {
-    /// Where each target's checks start in `cells`.
-    first: Vec<u32>,
-    cells: Vec<Option<Arc<Cell>>>,
-}
+pub struct Cells(Vec<Option<Arc<Cell>>>);
 
 impl Cells {
-    pub fn get(&self, target: usize, check: usize) -> Option<&Arc<Cell>> {
-        let first = usize::try_from(*self.first.get(target)?).ok()?;
-        self.cells.get(first + check)?.as_ref()
+    pub fn get(&self, check_number: usize) -> Option<&Arc<Cell>> {
+        self.0.get(check_number)?.as_ref()
     }
 }
 
@@ -668,16 +662,10 @@ impl CheckTable {
         let constant = || self.constant.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let mut cells = Vec::new();
         let mut target_info = Vec::new();
-        let mut handles = Cells {
-            first: Vec::with_capacity(catalog.targets.len()),
-            cells: Vec::with_capacity(catalog.targets.len()),
-        };
+        let mut handles = Cells(Vec::with_capacity(catalog.check_count()));
         for target in &catalog.targets {
-            handles
-                .first
-                .push(u32::try_from(handles.cells.len()).unwrap_or(u32::MAX));
             if !target.owned {
-                handles.cells.extend(target.checks.iter().map(|_| None));
+                handles.0.extend(target.checks.iter().map(|_| None));
                 continue;
             }
             target_info.push(label_set(
@@ -696,7 +684,7 @@ impl CheckTable {
                     _ => Arc::new(Cell::new(check, labels)),
                 };
                 cells.push(Arc::clone(&cell));
-                handles.cells.push(Some(cell));
+                handles.0.push(Some(cell));
             }
         }
         cells.shrink_to_fit();
@@ -808,7 +796,7 @@ mod tests {
         let catalog = catalog(TWO);
         let table = CheckTable::new(vec![("vantage".into(), "ioc".into())]);
         let cells = table.apply(&catalog);
-        let cell = cells.get(1, 0).expect("owned");
+        let cell = cells.get(catalog.check_number(1, 0)).expect("owned");
         cell.record(&echo(&[1, 3], 3), 1_700_000_000.0);
         let text = render(&table);
         assert!(
@@ -852,7 +840,7 @@ mod tests {
         let catalog = catalog(TWO);
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog);
-        let cell = cells.get(0, 0).expect("owned");
+        let cell = cells.get(catalog.check_number(0, 0)).expect("owned");
         cell.record(&echo(&[2], 1), 1.0);
         cell.record(&echo(&[], 3), 2.0);
         let text = render(&table);
@@ -867,7 +855,7 @@ mod tests {
     fn a_reload_keeps_the_counters_of_unchanged_checks_and_drops_moved_ones() {
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog(TWO));
-        for cell in cells.cells.iter().flatten() {
+        for cell in cells.0.iter().flatten() {
             cell.record(&echo(&[1], 1), 1.0);
         }
         // ubnd moves to the province: its series are new; gw's counters carry on.
@@ -877,7 +865,7 @@ mod tests {
         assert!(text.contains("iocwatch_icmp_packets_sent_total{target=\"gw\",check=\"icmp\",kind=\"icmp\",area=\"15\",area_path=\"15\",province=\"15\"} 1\n"), "{text}");
         assert!(text.contains("iocwatch_icmp_packets_sent_total{target=\"ubnd\",check=\"icmp\",kind=\"icmp\",area=\"15\",area_path=\"15\",province=\"15\"} 0\n"), "{text}");
         assert!(!text.contains("02947"), "old series gone: {text}");
-        assert_eq!(cells.cells.iter().flatten().count(), 3);
+        assert_eq!(cells.0.iter().flatten().count(), 3);
     }
 
     #[test]
@@ -900,7 +888,7 @@ mod tests {
         );
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&shard);
-        for cell in cells.cells.iter().flatten() {
+        for cell in cells.0.iter().flatten() {
             cell.record(&echo(&[1], 1), 1.0);
         }
         let text = render(&table);
@@ -923,7 +911,7 @@ mod tests {
             .collect();
         let table = CheckTable::new(Vec::new());
         let cells = table.apply(&catalog(&many));
-        for cell in cells.cells.iter().flatten() {
+        for cell in cells.0.iter().flatten() {
             cell.record(&echo(&[1, 2], 2), 1.0);
         }
         let whole = render(&table);

@@ -171,7 +171,7 @@ impl State {
             unix_ms(result.finished),
             &mut self.writes,
         );
-        if let Some(cell) = self.cells.get(t, c) {
+        if let Some(cell) = self.cells.get(self.catalog.check_number(t, c)) {
             cell.record(&result.outcome, unix_seconds(result.finished));
         }
         let last = LastResult::from_outcome(&result.outcome, result.finished);

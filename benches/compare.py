@@ -9,7 +9,8 @@ Workloads (each tool in turn, same targets, same rate, bounded in time):
   HTTP and TCP at 1,000 targets against local servers; peer: prometheus-blackbox-exporter.
 
 Measured per tool: CPU (user+system, /proc) per probe, loss and mean RTT (ICMP), resident
-memory at the end; for iocwatch also one /metrics scrape (time, size, series). Ratios are
+memory at the end; for iocwatch also one /metrics scrape as Prometheus makes it (asking for
+gzip; time, size, series). Ratios are
 peer / iocwatch or iocwatch / peer as the goal states them.
 Usage: benches/compare.py [--sizes 1000,10000,100000] [--seconds S] [--binary PATH]
 Needs root (raw ICMP) and the Debian packages fping, prometheus-blackbox-exporter,
@@ -17,6 +18,7 @@ prometheus-smokeping-prober (installed by benches/run.sh).
 """
 
 import argparse
+import gzip
 import http.client
 import os
 import re
@@ -51,6 +53,23 @@ def get_raw(port, path, timeout=10):
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def scrape_as_prometheus(port, timeout=60):
+    """One /metrics scrape as Prometheus makes it (asking for gzip), timed over the bytes
+    read; returns the seconds, the compressed size and the text (decoded after the clock)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        started = time.monotonic()
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        response = conn.getresponse()
+        raw = response.read()
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    gzipped = response.getheader("Content-Encoding") == "gzip"
+    text = gzip.decompress(raw) if gzipped else raw
+    return elapsed, len(raw), text.decode("utf-8", "replace")
 
 
 def get(port, path, timeout=10):
@@ -108,11 +127,7 @@ def measure_daemon(cmd, port, counters, seconds, warmup=3, ready=None):
         cpu0 = cpu_seconds(proc.pid)
         time.sleep(seconds)
         cpu1 = cpu_seconds(proc.pid)
-        # The scrape as Prometheus sees it: the bytes, not this script's decoding of them.
-        started = time.monotonic()
-        raw = get_raw(port, "/metrics", timeout=60)[1]
-        scrape = time.monotonic() - started
-        text1 = raw.decode("utf-8", "replace")
+        scrape, wire, text1 = scrape_as_prometheus(port)
         rss = rss_mib(proc.pid)
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
     finally:
@@ -120,7 +135,7 @@ def measure_daemon(cmd, port, counters, seconds, warmup=3, ready=None):
     deltas = {c: metric_sum(text1, c) - metric_sum(text0, c) for c in counters}
     series = sum(1 for line in text1.splitlines() if line and not line.startswith("#"))
     return {"cpu": cpu1 - cpu0, "rss": rss, "deltas": deltas, "scrape": scrape,
-            "bytes": len(text1.encode()), "series": series, "fds": fds}
+            "bytes": len(text1.encode()), "wire": wire, "series": series, "fds": fds}
 
 
 def iocwatch(binary, targets, seconds, kind, period=1, port_or_url=None):
@@ -361,7 +376,7 @@ def main():
             sp = smokeping(sp_targets, secs)
             line("prometheus-smokeping-prober (300 targets)", sp, f"iocwatch = 1/{per_probe_ms(sp) / per_probe_ms(ours):.0f} of it")
         row([f"/metrics, {n:,} ICMP checks", "iocwatch", f"{ours['series']:,} series",
-             f"{ours['bytes'] / 1e6:.1f} MB", "", "", f"{ours['rss']:.1f}",
+             f"{ours['bytes'] / 1e6:.1f} MB ({ours['wire'] / 1e6:.1f} MB gzip)", "", "", f"{ours['rss']:.1f}",
              f"{ours['scrape']:.2f} s per scrape; {ours['rss'] * 1024 / n:.1f} KiB per check"])
 
     if 1000 in sizes:

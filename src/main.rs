@@ -134,16 +134,15 @@ struct ReportArgs {
     #[arg(long)]
     to: String,
     /// Units to rank: area (rolled up the area tree), system, owner or target.
-    #[arg(long, default_value = "area", value_parser = str::parse::<iocwatch::report::By>)]
+    #[arg(long, value_enum, default_value_t = iocwatch::report::By::Area)]
     by: iocwatch::report::By,
     /// Only this area and what lies below it.
     #[arg(long)]
     area: Option<String>,
-    /// html, xlsx, csv or md; by default from the extension of -o, else md.
-    #[arg(long, value_parser = str::parse::<iocwatch::report::Format>)]
+    /// By default from the extension of -o, else md.
+    #[arg(long, value_enum)]
     format: Option<iocwatch::report::Format>,
-    /// vi or en.
-    #[arg(long, default_value = "vi", value_parser = parse_language)]
+    #[arg(long, value_enum, default_value_t)]
     lang: iocwatch::model::Language,
     /// IANA time zone of the days and times.
     #[arg(long = "time-zone", default_value = "Asia/Ho_Chi_Minh")]
@@ -151,14 +150,6 @@ struct ReportArgs {
     /// Write here instead of standard output.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
-}
-
-fn parse_language(text: &str) -> Result<iocwatch::model::Language, String> {
-    match text {
-        "vi" => Ok(iocwatch::model::Language::Vi),
-        "en" => Ok(iocwatch::model::Language::En),
-        _ => Err(format!("unknown language {text:?}: expected vi or en")),
-    }
 }
 
 #[derive(Subcommand)]
@@ -397,7 +388,7 @@ fn report(storage: &std::path::Path, args: &ReportArgs) -> ExitCode {
         let extension = args.output.as_ref().and_then(|o| o.extension());
         extension
             .and_then(|e| e.to_str())
-            .and_then(|e| e.parse().ok())
+            .and_then(|e| Format::from_str(e, true).ok())
             .unwrap_or(Format::Md)
     });
     let history = match iocwatch::store::open_read_only(storage)

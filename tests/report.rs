@@ -528,3 +528,29 @@ async fn a_running_agent_counts_rounds_and_reports_them_after_a_restart() {
     );
     agent.stop().await;
 }
+
+#[test]
+fn an_unknown_grouping_format_or_language_is_refused_with_the_choices() {
+    for (flag, value, choices) in [
+        ("--by", "district", "area, system, owner, target"),
+        ("--format", "pdf", "html, xlsx, csv, md"),
+        ("--lang", "fr", "vi, en"),
+    ] {
+        let out = iocwatch(&[
+            "report",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-07",
+            flag,
+            value,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}"))
+                && stderr.contains(&format!("[possible values: {choices}]")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}

@@ -31,7 +31,9 @@ use crate::store::History;
 
 pub use words::Words;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum By {
     Area,
@@ -44,43 +46,13 @@ impl By {
     pub const ALL: [By; 4] = [By::Area, By::System, By::Owner, By::Target];
 }
 
-impl std::str::FromStr for By {
-    type Err = String;
-    fn from_str(s: &str) -> Result<By, String> {
-        match s {
-            "area" => Ok(By::Area),
-            "system" => Ok(By::System),
-            "owner" => Ok(By::Owner),
-            "target" => Ok(By::Target),
-            _ => Err(format!(
-                "unknown grouping {s:?}: expected area, system, owner or target"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Html,
     Xlsx,
     Csv,
     Md,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Format, String> {
-        match s {
-            "html" => Ok(Format::Html),
-            "xlsx" => Ok(Format::Xlsx),
-            "csv" => Ok(Format::Csv),
-            "md" => Ok(Format::Md),
-            _ => Err(format!(
-                "unknown format {s:?}: expected html, xlsx, csv or md"
-            )),
-        }
-    }
 }
 
 impl Format {

@@ -12,13 +12,13 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use prometheus::{Histogram, IntGauge};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,25 +45,75 @@ pub struct ProbeResult {
 
 /// What one kind of probe shares: its concurrency limit and its metric handles.
 struct KindLimit {
-    semaphore: Arc<Semaphore>,
+    semaphore: Semaphore,
+    /// Permits a smaller limit still has to take back: held by rounds when it was set, they
+    /// are forgotten as those rounds end instead of returning to the semaphore.
+    owed: AtomicUsize,
     lateness: Histogram,
     in_flight: IntGauge,
 }
 
-/// What the schedule task is told to run.
-#[derive(Clone, Default)]
-struct Plan {
-    catalog: Option<Arc<Catalog>>,
-    kinds: BTreeMap<Kind, Arc<KindLimit>>,
+impl KindLimit {
+    /// Makes `had` permits `permits`, in place, so rounds waiting for a slot see it at once.
+    fn resize(&self, had: usize, permits: usize) {
+        if permits >= had {
+            // A raise first cancels what an earlier cut still owes.
+            let more = permits - had;
+            let owed = self
+                .owed
+                .fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |owed| {
+                    Some(owed.saturating_sub(more))
+                })
+                .unwrap_or(0);
+            self.semaphore.add_permits(more - owed.min(more));
+        } else {
+            let fewer = had - permits;
+            let taken = self.semaphore.forget_permits(fewer);
+            self.owed.fetch_add(fewer - taken, AtomicOrdering::AcqRel);
+        }
+    }
+
+    /// Gives a round's permit back, or forgets it while a cut is owed.
+    fn release(&self, permit: SemaphorePermit<'_>) {
+        let owed =
+            self.owed
+                .fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |owed| {
+                    owed.checked_sub(1)
+                });
+        if owed.is_ok() {
+            permit.forget();
+        }
+    }
+}
+
+/// Every kind's limit, made once: reloads resize the semaphores in place, so rounds waiting
+/// for a slot see a new limit at once, and every kind always has one.
+struct KindLimits([KindLimit; Kind::ALL.len()]);
+
+impl KindLimits {
+    fn new(metrics: &AgentMetrics) -> KindLimits {
+        KindLimits(Kind::ALL.map(|kind| KindLimit {
+            semaphore: Semaphore::new(0),
+            owed: AtomicUsize::new(0),
+            lateness: metrics.lateness.with_label_values(&[kind.as_str()]),
+            in_flight: metrics.in_flight.with_label_values(&[kind.as_str()]),
+        }))
+    }
+
+    fn of(&self, kind: Kind) -> &KindLimit {
+        // `Kind::ALL` lists the kinds in declaration order (unit-tested).
+        &self.0[kind as usize]
+    }
 }
 
 /// The handle the reload path holds; the schedule itself belongs to its task.
 pub struct Scheduler {
-    plan: watch::Sender<Plan>,
+    /// The catalog the schedule task runs; `None` until the first `apply`.
+    plan: watch::Sender<Option<Arc<Catalog>>>,
     metrics: Arc<AgentMetrics>,
-    kinds: BTreeMap<Kind, Arc<KindLimit>>,
-    /// The permits each kind's semaphore stands for now.
-    permits: BTreeMap<Kind, usize>,
+    limits: Arc<KindLimits>,
+    /// The permits each kind's semaphore stands for now, by `Kind::ALL` order.
+    permits: [usize; Kind::ALL.len()],
     running: usize,
 }
 
@@ -75,18 +125,20 @@ impl Scheduler {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Scheduler {
-        let (plan, plans) = watch::channel(Plan::default());
+        let (plan, plans) = watch::channel(None);
+        let limits = Arc::new(KindLimits::new(&metrics));
         let rounds = Arc::new(Rounds {
             ctx,
             results,
+            limits: Arc::clone(&limits),
             shutdown: shutdown.clone(),
         });
         tracker.spawn(run(plans, rounds, tracker.clone(), shutdown));
         Scheduler {
             plan,
             metrics,
-            kinds: BTreeMap::new(),
-            permits: BTreeMap::new(),
+            limits,
+            permits: [0; Kind::ALL.len()],
             running: 0,
         }
     }
@@ -116,42 +168,12 @@ impl Scheduler {
                 .with_label_values(&[kind.as_str()])
                 .set(n);
         }
-        self.plan.send_replace(Plan {
-            catalog: Some(Arc::clone(catalog)),
-            kinds: self.kinds.clone(),
-        });
+        self.plan.send_replace(Some(Arc::clone(catalog)));
     }
 
-    /// Changes a limit in place, so rounds waiting for a slot see it at once.
     fn set_limit(&mut self, kind: Kind, permits: usize) {
-        let metrics = &self.metrics;
-        let limit = self.kinds.entry(kind).or_insert_with(|| {
-            Arc::new(KindLimit {
-                semaphore: Arc::new(Semaphore::new(permits)),
-                lateness: metrics.lateness.with_label_values(&[kind.as_str()]),
-                in_flight: metrics.in_flight.with_label_values(&[kind.as_str()]),
-            })
-        });
-        let had = *self.permits.entry(kind).or_insert(permits);
-        if permits > had {
-            limit.semaphore.add_permits(permits - had);
-        } else if permits < had {
-            // Permits in use now are taken away as they come back.
-            let mut to_forget = had - permits;
-            to_forget -= limit.semaphore.forget_permits(to_forget);
-            if to_forget > 0 {
-                let semaphore = Arc::clone(&limit.semaphore);
-                tokio::spawn(async move {
-                    if let Ok(permits) = semaphore
-                        .acquire_many(u32::try_from(to_forget).unwrap_or(u32::MAX))
-                        .await
-                    {
-                        permits.forget();
-                    }
-                });
-            }
-        }
-        self.permits.insert(kind, permits);
+        let had = std::mem::replace(&mut self.permits[kind as usize], permits);
+        self.limits.of(kind).resize(had, permits);
     }
 
     /// Checks in the catalog last applied.
@@ -306,17 +328,17 @@ impl Schedule {
 struct Rounds {
     ctx: Arc<ProbeContext>,
     results: mpsc::Sender<ProbeResult>,
+    limits: Arc<KindLimits>,
     shutdown: CancellationToken,
 }
 
 async fn run(
-    mut plans: watch::Receiver<Plan>,
+    mut plans: watch::Receiver<Option<Arc<Catalog>>>,
     rounds: Arc<Rounds>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let mut schedule = Schedule::default();
-    let mut kinds = BTreeMap::new();
     let mut last_wake = Instant::now();
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
@@ -333,11 +355,10 @@ async fn run(
                 if changed.is_err() {
                     return;
                 }
-                let plan = plans.borrow_and_update().clone();
-                if let Some(catalog) = &plan.catalog {
+                let catalog = plans.borrow_and_update().clone();
+                if let Some(catalog) = &catalog {
                     schedule.apply(catalog, Instant::now());
                 }
-                kinds = plan.kinds;
             }
             () = &mut timer => {
                 last_wake = Instant::now();
@@ -347,13 +368,7 @@ async fn run(
                 let batch: FuturesUnordered<_> = schedule
                     .take_due(last_wake)
                     .into_iter()
-                    .filter_map(|(scheduled, slot)| {
-                        let Some(limit) = kinds.get(&slot.kind) else {
-                            slot.in_flight.store(false, AtomicOrdering::Release);
-                            return None;
-                        };
-                        Some(round(slot, Arc::clone(limit), scheduled, Arc::clone(&rounds)))
-                    })
+                    .map(|(scheduled, slot)| round(slot, scheduled, Arc::clone(&rounds)))
                     .collect();
                 if !batch.is_empty() {
                     tracker.spawn(batch.count());
@@ -363,13 +378,16 @@ async fn run(
     }
 }
 
-async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, rounds: Arc<Rounds>) {
+async fn round(slot: Arc<Slot>, scheduled: Instant, rounds: Arc<Rounds>) {
+    let limit = rounds.limits.of(slot.kind);
     let permit = tokio::select! {
         permit = limit.semaphore.acquire() => permit.ok(),
         () = rounds.shutdown.cancelled() => None,
     };
     if let Some(permit) = permit {
-        if !slot.retired.load(AtomicOrdering::Relaxed) {
+        let outcome = if slot.retired.load(AtomicOrdering::Relaxed) {
+            None
+        } else {
             limit.lateness.observe(scheduled.elapsed().as_secs_f64());
             limit.in_flight.inc();
             // A round in flight is not cancelled by reload or stop: it ends by its own timeout.
@@ -378,7 +396,10 @@ async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, round
                 .run(&rounds.ctx, Instant::now() + slot.timeout)
                 .await;
             limit.in_flight.dec();
-            drop(permit);
+            Some(outcome)
+        };
+        limit.release(permit);
+        if let Some(outcome) = outcome {
             let result = ProbeResult {
                 key: slot.key.clone(),
                 outcome,
@@ -395,6 +416,54 @@ async fn round(slot: Arc<Slot>, limit: Arc<KindLimit>, scheduled: Instant, round
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_cut_while_rounds_hold_permits_takes_them_back_as_they_end() {
+        let registry = prometheus::Registry::new();
+        let metrics = AgentMetrics::register(&registry).expect("metrics");
+        let limits = KindLimits::new(&metrics);
+        let limit = limits.of(Kind::Tcp);
+        limit.resize(0, 5);
+        let held: Vec<_> = (0..4)
+            .map(|_| limit.semaphore.try_acquire().expect("a free permit"))
+            .collect();
+        // Cut to 2 while 4 rounds run: the free permit goes now, 2 more as rounds end.
+        limit.resize(5, 2);
+        assert_eq!(limit.semaphore.available_permits(), 0);
+        let mut held = held.into_iter();
+        for _ in 0..2 {
+            limit.release(held.next().expect("held"));
+            assert_eq!(limit.semaphore.available_permits(), 0);
+        }
+        // Raised to 3 while 2 rounds still run: one more than now, nothing owed any more.
+        limit.resize(2, 3);
+        assert_eq!(limit.semaphore.available_permits(), 1);
+        held.for_each(|permit| limit.release(permit));
+        assert_eq!(limit.semaphore.available_permits(), 3);
+        // A raise cancels what a cut still owes rather than adding on top of it.
+        let held: Vec<_> = (0..3)
+            .map(|_| limit.semaphore.try_acquire().expect("a free permit"))
+            .collect();
+        limit.resize(3, 1);
+        limit.resize(1, 4);
+        assert_eq!(limit.semaphore.available_permits(), 1);
+        held.into_iter().for_each(|permit| limit.release(permit));
+        assert_eq!(limit.semaphore.available_permits(), 4);
+    }
+
+    #[test]
+    fn every_kind_has_its_own_limit() {
+        let registry = prometheus::Registry::new();
+        let metrics = AgentMetrics::register(&registry).expect("metrics");
+        let limits = KindLimits::new(&metrics);
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "Kind::ALL in declaration order");
+            // The limit found for a kind is the one labelled with it.
+            limits.of(kind).in_flight.set(i as i64 + 1);
+            let gauge = metrics.in_flight.with_label_values(&[kind.as_str()]);
+            assert_eq!(gauge.get(), i as i64 + 1, "{kind:?}");
+        }
+    }
 
     fn key(target: &str) -> CheckKey {
         CheckKey {

@@ -2,8 +2,8 @@
 //! made of. The state adds rounds up and hands the deltas to the journal every minute; the
 //! store adds them to the hour's row. A latency [`Sketch`] rides along for the p95.
 
-/// Where a check sits, as reports group it. Written with every delta so a report still
-/// names a check that a later reload removed.
+/// Where a check sits, as reports group it. Carried with every delta (and its row rewritten
+/// when it changed) so a report still names a check that a later reload removed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CheckPlace {
     pub check_key: String,

@@ -10,14 +10,21 @@ use crate::model::hourly::{CheckPlace, HourDelta, HourStats, Sketch};
 
 /// Adds each delta to its check's hour (one row per check and hour).
 pub(super) fn add(conn: &Connection, deltas: &[HourDelta]) -> rusqlite::Result<()> {
+    // A check's place rarely changes (a reload that moves or renames it): the row is written
+    // only then, and otherwise just looked up. `RETURNING` gives no row when the update's
+    // `WHERE` leaves the row as it was.
     let mut place = conn.prepare_cached(
         "INSERT INTO report_checks (check_key, target, target_name, kind, areas, system, owner)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (check_key) DO UPDATE SET target = excluded.target,
            target_name = excluded.target_name, kind = excluded.kind, areas = excluded.areas,
            system = excluded.system, owner = excluded.owner
+         WHERE (target, target_name, kind, areas, system, owner) IS NOT
+           (excluded.target, excluded.target_name, excluded.kind, excluded.areas,
+            excluded.system, excluded.owner)
          RETURNING id",
     )?;
+    let mut place_id = conn.prepare_cached("SELECT id FROM report_checks WHERE check_key = ?1")?;
     let mut sketch =
         conn.prepare_cached("SELECT sketch FROM hourly WHERE check_id = ?1 AND hour = ?2")?;
     let mut upsert = conn.prepare_cached(
@@ -34,18 +41,24 @@ pub(super) fn add(conn: &Connection, deltas: &[HourDelta]) -> rusqlite::Result<(
     for delta in deltas {
         let p = &delta.place;
         let areas = serde_json::to_string(&p.areas).unwrap_or_else(|_| "[]".into());
-        let id: i64 = place.query_row(
-            params![
-                p.check_key,
-                p.target,
-                p.target_name,
-                p.kind,
-                areas,
-                p.system,
-                p.owner
-            ],
-            |r| r.get(0),
-        )?;
+        let written: Option<i64> = place
+            .query_row(
+                params![
+                    p.check_key,
+                    p.target,
+                    p.target_name,
+                    p.kind,
+                    areas,
+                    p.system,
+                    p.owner
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id: i64 = match written {
+            Some(id) => id,
+            None => place_id.query_row(params![p.check_key], |r| r.get(0))?,
+        };
         let mut merged: Sketch = sketch
             .query_row(params![id, delta.hour], |r| r.get::<_, Vec<u8>>(0))
             .optional()?
@@ -263,6 +276,21 @@ mod tests {
         assert_eq!(read, &*place);
         assert_eq!((sum.rounds, sum.failures, sum.down_ms), (3, 2, 120_000));
         assert_eq!(sum.sketch.count(), 3);
+        // The place as last written: a reload that gives the target an owner moves the
+        // check's row, hours and all.
+        let owned = Arc::new(CheckPlace {
+            owner: Some("vnpt".into()),
+            ..(*place).clone()
+        });
+        store
+            .commit(writes(vec![delta(&owned, 7200, false, 0.01)]))
+            .await
+            .expect("commit");
+        let history = store.history(0, 3_600_000 * 3).await.expect("read");
+        assert_eq!(history.checks.len(), 1);
+        let (read, sum) = &history.checks[0];
+        assert_eq!(read, &*owned);
+        assert_eq!((sum.rounds, sum.failures), (4, 2));
         // Only the first hour.
         let first = store.history(3_600_000, 7_200_000).await.expect("read");
         assert_eq!(first.checks[0].1.rounds, 2);
@@ -271,7 +299,7 @@ mod tests {
             .await
             .expect("prune");
         let left = store.history(0, 3_600_000 * 3).await.expect("read");
-        assert_eq!(left.checks[0].1.rounds, 1);
+        assert_eq!(left.checks[0].1.rounds, 2);
         store
             .commit(vec![Arc::new(vec![Write::PruneHourly { before: 10_800 }])])
             .await

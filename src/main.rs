@@ -142,6 +142,7 @@ struct ReportArgs {
     /// By default from the extension of -o, else md.
     #[arg(long, value_enum)]
     format: Option<iocwatch::report::Format>,
+    /// Language of the report's headings and words.
     #[arg(long, value_enum, default_value_t)]
     lang: iocwatch::model::Language,
     /// IANA time zone of the days and times.

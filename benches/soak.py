@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Memory stays flat: iocwatch with N ICMP checks on loopback for M minutes, a reload every
 10 s (every other one swaps a tenth of the targets for new ones, so tasks, series and alert
-state come and go) and a scrape every 5 s. Prints resident memory, open descriptors and
+state come and go; every third halves the ICMP concurrency limit while rounds run, the next
+restores it) and a scrape every 5 s. Prints resident memory, open descriptors and
 runtime tasks at the start (after the first minute) and at the end, and their peaks.
 
 Usage: benches/soak.py [--checks 10000] [--minutes 10] [--binary target/release/iocwatch]
@@ -43,8 +44,9 @@ def value(text, name):
 def write_config(path, checks, generation):
     # Generation g swaps the last tenth of the targets for new ids and addresses.
     swapped = checks // 10
+    limit = checks // 2 if generation % 3 == 1 else checks
     lines = ["defaults: {interval: 1s, timeout: 800ms}",
-             f"global: {{max_concurrency: {{icmp: {checks}}}}}",
+             f"global: {{max_concurrency: {{icmp: {limit}}}}}",
              'areas: [{code: "15", name: Lào Cai}]', "targets:"]
     for i in range(checks):
         if i >= checks - swapped and generation % 2:

@@ -46,6 +46,8 @@ pub struct ProbeResult {
 /// What one kind of probe shares: its concurrency limit and its metric handles.
 struct KindLimit {
     semaphore: Semaphore,
+    /// The limit last set: the permits the semaphore stands for.
+    limit: AtomicUsize,
     /// Permits a smaller limit still has to take back: held by rounds when it was set, they
     /// are forgotten as those rounds end instead of returning to the semaphore.
     owed: AtomicUsize,
@@ -54,8 +56,10 @@ struct KindLimit {
 }
 
 impl KindLimit {
-    /// Makes `had` permits `permits`, in place, so rounds waiting for a slot see it at once.
-    fn resize(&self, had: usize, permits: usize) {
+    /// Sets the limit in place, so rounds waiting for a slot see it at once. Called by the
+    /// reload path only.
+    fn resize(&self, permits: usize) {
+        let had = self.limit.swap(permits, AtomicOrdering::AcqRel);
         if permits >= had {
             // A raise first cancels what an earlier cut still owes.
             let more = permits - had;
@@ -94,6 +98,7 @@ impl KindLimits {
     fn new(metrics: &AgentMetrics) -> KindLimits {
         KindLimits(Kind::ALL.map(|kind| KindLimit {
             semaphore: Semaphore::new(0),
+            limit: AtomicUsize::new(0),
             owed: AtomicUsize::new(0),
             lateness: metrics.lateness.with_label_values(&[kind.as_str()]),
             in_flight: metrics.in_flight.with_label_values(&[kind.as_str()]),
@@ -112,8 +117,6 @@ pub struct Scheduler {
     plan: watch::Sender<Option<Arc<Catalog>>>,
     metrics: Arc<AgentMetrics>,
     limits: Arc<KindLimits>,
-    /// The permits each kind's semaphore stands for now, by `Kind::ALL` order.
-    permits: [usize; Kind::ALL.len()],
     running: usize,
 }
 
@@ -138,7 +141,6 @@ impl Scheduler {
             plan,
             metrics,
             limits,
-            permits: [0; Kind::ALL.len()],
             running: 0,
         }
     }
@@ -155,7 +157,7 @@ impl Scheduler {
                 .or_else(|| defaults.get(&kind))
                 .copied()
                 .unwrap_or(100);
-            self.set_limit(kind, permits);
+            self.limits.of(kind).resize(permits);
         }
         let mut per_kind: BTreeMap<Kind, i64> = Kind::ALL.iter().map(|k| (*k, 0)).collect();
         for check in catalog.checks() {
@@ -169,11 +171,6 @@ impl Scheduler {
                 .set(n);
         }
         self.plan.send_replace(Some(Arc::clone(catalog)));
-    }
-
-    fn set_limit(&mut self, kind: Kind, permits: usize) {
-        let had = std::mem::replace(&mut self.permits[kind as usize], permits);
-        self.limits.of(kind).resize(had, permits);
     }
 
     /// Checks in the catalog last applied.
@@ -423,12 +420,12 @@ mod tests {
         let metrics = AgentMetrics::register(&registry).expect("metrics");
         let limits = KindLimits::new(&metrics);
         let limit = limits.of(Kind::Tcp);
-        limit.resize(0, 5);
+        limit.resize(5);
         let held: Vec<_> = (0..4)
             .map(|_| limit.semaphore.try_acquire().expect("a free permit"))
             .collect();
         // Cut to 2 while 4 rounds run: the free permit goes now, 2 more as rounds end.
-        limit.resize(5, 2);
+        limit.resize(2);
         assert_eq!(limit.semaphore.available_permits(), 0);
         let mut held = held.into_iter();
         for _ in 0..2 {
@@ -436,7 +433,7 @@ mod tests {
             assert_eq!(limit.semaphore.available_permits(), 0);
         }
         // Raised to 3 while 2 rounds still run: one more than now, nothing owed any more.
-        limit.resize(2, 3);
+        limit.resize(3);
         assert_eq!(limit.semaphore.available_permits(), 1);
         held.for_each(|permit| limit.release(permit));
         assert_eq!(limit.semaphore.available_permits(), 3);
@@ -444,8 +441,8 @@ mod tests {
         let held: Vec<_> = (0..3)
             .map(|_| limit.semaphore.try_acquire().expect("a free permit"))
             .collect();
-        limit.resize(3, 1);
-        limit.resize(1, 4);
+        limit.resize(1);
+        limit.resize(4);
         assert_eq!(limit.semaphore.available_permits(), 1);
         held.into_iter().for_each(|permit| limit.release(permit));
         assert_eq!(limit.semaphore.available_permits(), 4);

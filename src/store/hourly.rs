@@ -249,6 +249,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_unchanged_place_is_looked_up_not_rewritten() {
+        let mut conn = Connection::open_in_memory().expect("database");
+        super::super::schema::migrate(&mut conn)
+            .expect("schema")
+            .expect("version");
+        let place = Arc::new(CheckPlace {
+            check_key: "gw/icmp".into(),
+            target: "gw".into(),
+            kind: "icmp".into(),
+            areas: vec![("15".into(), "Lào Cai".into())],
+            ..CheckPlace::default()
+        });
+        // Rows each batch changes: the place (when written) and the hour.
+        let changed = |deltas: &[HourDelta]| {
+            let before = conn.total_changes();
+            add(&conn, deltas).expect("add");
+            conn.total_changes() - before
+        };
+        assert_eq!(
+            changed(&[delta(&place, 3600, false, 0.01)]),
+            2,
+            "first: both"
+        );
+        assert_eq!(
+            changed(&[delta(&place, 3600, true, 0.02)]),
+            1,
+            "same place: the hour"
+        );
+        let renamed = Arc::new(CheckPlace {
+            target_name: Some("Cổng tỉnh".into()),
+            ..(*place).clone()
+        });
+        assert_eq!(
+            changed(&[delta(&renamed, 3600, false, 0.01)]),
+            2,
+            "renamed: both"
+        );
+        let (rounds, name): (i64, Option<String>) = conn
+            .query_row(
+                "SELECT h.rounds, c.target_name FROM hourly h JOIN report_checks c ON c.id = h.check_id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("one row");
+        assert_eq!((rounds, name.as_deref()), (3, Some("Cổng tỉnh")));
+    }
+
     #[tokio::test]
     async fn deltas_add_up_per_hour_and_old_hours_are_pruned() {
         let store = Store::in_memory().await.expect("store");

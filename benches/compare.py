@@ -45,6 +45,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def loopback_addresses(n):
+    """N distinct loopback addresses in 127.20.0.0/14 (all of 127.0.0.0/8 answers ICMP)."""
+    return [f"127.{20 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}" for i in range(n)]
+
+
+def large_agent_config(n):
+    """The config of scrape.py and prometheus_scrape.py: N ICMP checks every 10 s."""
+    lines = ["defaults: {interval: 10s, timeout: 800ms}",
+             f"global: {{max_concurrency: {{icmp: {n}}}}}",
+             'areas: [{code: "15", name: Lào Cai}]', "targets:"]
+    lines += [f'  - {{id: t{i}, area: "15", address: {a}, checks: [icmp: {{count: 1}}]}}'
+              for i, a in enumerate(loopback_addresses(n))]
+    return "\n".join(lines) + "\n"
+
+
 def get_raw(port, path, timeout=10):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -349,7 +364,7 @@ def main():
     sizes = [int(n) for n in args.sizes.split(",")]
     secs = args.seconds
     # Loopback only: 127.20.0.1 … (all of 127/8 answers on Linux).
-    addresses = [f"127.{20 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}" for i in range(max(sizes))]
+    addresses = loopback_addresses(max(sizes))
 
     print(f"{secs} s measured per tool; CPU is the tool's own process (user + system)\n")
     row(["work", "tool", "probes", "CPU ms/probe", "loss %", "mean RTT ms", "RSS MiB", "ratio"])

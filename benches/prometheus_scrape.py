@@ -12,7 +12,6 @@ Needs the Debian package prometheus. Loopback only (127.20.0.0/14); stops by its
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -20,13 +19,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from compare import scrape_as_prometheus
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from compare import free_port, large_agent_config, scrape_as_prometheus
 
 
 def query(port, expr):
@@ -44,14 +37,9 @@ def main():
     args = parser.parse_args()
     n = args.checks
     agent_port, prom_port = free_port(), free_port()
-    lines = ["defaults: {interval: 10s, timeout: 800ms}",
-             f"global: {{max_concurrency: {{icmp: {n}}}}}",
-             'areas: [{code: "15", name: Lào Cai}]', "targets:"]
-    lines += [f'  - {{id: t{i}, area: "15", address: 127.{20 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}, '
-              "checks: [icmp: {count: 1}]}" for i in range(n)]
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "iocwatch.yaml"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write(large_agent_config(n))
         with open(os.path.join(d, "prometheus.yml"), "w") as f:
             f.write("global: {scrape_interval: 30s, scrape_timeout: 25s}\n"
                     "scrape_configs: [{job_name: iocwatch, static_configs: "

@@ -10,14 +10,13 @@ Loopback only (127.20.0.0/14); stops by itself.
 """
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from compare import scrape_as_prometheus
+from compare import free_port, large_agent_config, scrape_as_prometheus
 
 # Loss windows are 5 minutes long; memory is read once they have filled.
 SETTLE_S = 330
@@ -31,19 +30,11 @@ def rss_mib(pid):
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     binary = sys.argv[2] if len(sys.argv) > 2 else "target/release/iocwatch"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    addresses = [f"127.{20 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}" for i in range(n)]
-    lines = ["defaults: {interval: 10s, timeout: 800ms}",
-             f"global: {{max_concurrency: {{icmp: {n}}}}}",
-             'areas: [{code: "15", name: Lào Cai}]', "targets:"]
-    lines += [f'  - {{id: t{i}, area: "15", address: {a}, checks: [icmp: {{count: 1}}]}}'
-              for i, a in enumerate(addresses)]
+    port = free_port()
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "iocwatch.yaml")
         with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write(large_agent_config(n))
         proc = subprocess.Popen([binary, "-c", path, "--listen", f"127.0.0.1:{port}",
                                  "--storage.path", os.path.join(d, "data")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
